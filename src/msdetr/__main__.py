@@ -1,0 +1,5 @@
+import sys
+
+from msdetr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,122 @@
+"""Decoder layers: the standard Deformable DETR layer and the MS-DETR mixed-supervision layer.
+
+Both are built from the same three blocks (self-attention, deformable
+cross-attention, FFN; each with residual + post-norm). The standard layer runs
+self-attn -> cross-attn -> FFN. The mixed-supervision layer runs its blocks in
+the order of its placement and taps the features after one block for the
+one-to-many stream, optionally through an auxiliary FFN. Paper Fig. 4:
+
+    a: self -> cross -> FFN,  tap after the FFN
+    b: cross -> self -> FFN,  tap after the FFN
+    c: cross -> [tap] -> self -> FFN   (MS-DETR)
+    d: self -> [tap] -> cross -> FFN
+
+Parameter names follow the official code so official checkpoints load as they are.
+Shapes: B batch, Q queries, D hidden_dim, S memory tokens, L levels.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from msdetr.modeling.encoder import activation_fn
+from msdetr.ops.ms_deform_attn import MultiScaleDeformableAttention
+
+# placement -> (block order, index of the block after which the tap is taken)
+PLACEMENTS: dict[str, tuple[tuple[str, str, str], int]] = {
+    "a": (("self", "cross", "ffn"), 2),
+    "b": (("cross", "self", "ffn"), 2),
+    "c": (("cross", "self", "ffn"), 0),
+    "d": (("self", "cross", "ffn"), 0),
+}
+
+
+class _DecoderBlocks(nn.Module):
+    """The three residual blocks a decoder layer is made of."""
+
+    def __init__(self, hidden_dim: int, dim_feedforward: int, dropout: float, activation: str,
+                 num_levels: int, num_heads: int, num_points: int):
+        super().__init__()
+        self.cross_attn = MultiScaleDeformableAttention(hidden_dim, num_levels, num_heads, num_points)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(hidden_dim)
+        self.self_attn = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
+        self.dropout2 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(hidden_dim)
+        self.linear1 = nn.Linear(hidden_dim, dim_feedforward)
+        self.activation = activation_fn(activation)
+        self.dropout3 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, hidden_dim)
+        self.dropout4 = nn.Dropout(dropout)
+        self.norm3 = nn.LayerNorm(hidden_dim)
+
+    def self_block(self, tgt: Tensor, query_pos: Tensor, attn_mask: Tensor | None) -> Tensor:
+        """tgt, query_pos: (B, Q, D); attn_mask: (Q, Q) or (B*heads, Q, Q), True = blocked."""
+        q = k = tgt + query_pos
+        out = self.self_attn(q, k, tgt, attn_mask=attn_mask, need_weights=False)[0]
+        return self.norm2(tgt + self.dropout2(out))
+
+    def cross_block(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
+                    spatial_shapes: list[tuple[int, int]], padding_mask: Tensor) -> Tensor:
+        """reference_points: (B, Q, L, 2 or 4); memory: (B, S, D); padding_mask: (B, S)."""
+        out = self.cross_attn(tgt + query_pos, reference_points, memory, spatial_shapes, padding_mask)
+        return self.norm1(tgt + self.dropout1(out))
+
+    def ffn_block(self, tgt: Tensor) -> Tensor:
+        out = self.linear2(self.dropout3(self.activation(self.linear1(tgt))))
+        return self.norm3(tgt + self.dropout4(out))
+
+    def run_block(self, name: str, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
+                  spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
+                  attn_mask: Tensor | None) -> Tensor:
+        if name == "self":
+            return self.self_block(tgt, query_pos, attn_mask)
+        if name == "cross":
+            return self.cross_block(tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask)
+        return self.ffn_block(tgt)
+
+
+class DecoderLayer(_DecoderBlocks):
+    """Standard Deformable DETR decoder layer: self-attn -> cross-attn -> FFN. One stream."""
+
+    def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
+                spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
+                attn_mask: Tensor | None = None, tap: bool = False) -> tuple[Tensor, None]:
+        """Returns (one_to_one (B, Q, D), None)."""
+        tgt = self.self_block(tgt, query_pos, attn_mask)
+        tgt = self.cross_block(tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask)
+        return self.ffn_block(tgt), None
+
+
+class MixedSupervisionDecoderLayer(_DecoderBlocks):
+    """MS-DETR decoder layer: returns the one-to-one output and the tapped one-to-many features."""
+
+    def __init__(self, hidden_dim: int, dim_feedforward: int, dropout: float, activation: str,
+                 num_levels: int, num_heads: int, num_points: int, placement: str = "c", aux_ffn: bool = True):
+        super().__init__(hidden_dim, dim_feedforward, dropout, activation, num_levels, num_heads, num_points)
+        if placement not in PLACEMENTS:
+            raise ValueError(f"unknown tap placement {placement!r}; use one of {sorted(PLACEMENTS)}")
+        self.order, self.tap_after = PLACEMENTS[placement]
+        self.aux_ffn = aux_ffn
+        if aux_ffn:
+            self.linear3 = nn.Linear(hidden_dim, dim_feedforward)
+            self.dropout5 = nn.Dropout(dropout)
+            self.linear4 = nn.Linear(dim_feedforward, hidden_dim)
+            self.dropout6 = nn.Dropout(dropout)
+            self.norm4 = nn.LayerNorm(hidden_dim)
+
+    def aux_ffn_block(self, tgt: Tensor) -> Tensor:
+        out = self.linear4(self.dropout5(self.activation(self.linear3(tgt))))
+        return self.norm4(tgt + self.dropout6(out))
+
+    def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
+                spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
+                attn_mask: Tensor | None = None, tap: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Returns (one_to_one (B, Q, D), one_to_many (B, Q, D) or None when tap is False)."""
+        tapped = None
+        for index, name in enumerate(self.order):
+            tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes,
+                                 padding_mask, attn_mask)
+            if tap and index == self.tap_after:
+                tapped = self.aux_ffn_block(tgt) if self.aux_ffn else tgt
+        return tgt, tapped

@@ -1,0 +1,117 @@
+"""The Deformable-DETR family detector: images in, named prediction streams out.
+
+The detector knows nothing about supervision: it never matches anything. With
+mixed supervision it also returns the `one_to_many` stream (while training, or
+when asked); inference output is always the final one-to-one layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from msdetr.config.model import ModelConfig
+from msdetr.modeling.backbone import Backbone
+from msdetr.modeling.decoder import DeformableDecoder
+from msdetr.modeling.decoder_layers import DecoderLayer, MixedSupervisionDecoderLayer
+from msdetr.modeling.encoder import DeformableEncoder
+from msdetr.modeling.heads import PredictionHeads
+from msdetr.modeling.neck import InputProjection
+from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE, DetectorOutput
+from msdetr.modeling.position import SinePositionEmbedding
+from msdetr.modeling.queries import LearnedQueries, TwoStageQueries
+from msdetr.ops.ms_deform_attn import MultiScaleDeformableAttention
+
+
+class DeformableDETR(nn.Module):
+    """Deformable DETR (single-stage, box refinement, two-stage), Deformable-DETR++
+    (mixed query selection, look forward twice), optionally with MS-DETR's
+    mixed-supervision decoder layers."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden_dim
+        self.backbone = Backbone(cfg.backbone)
+        self.position = SinePositionEmbedding(d // 2, cfg.position_temperature)
+        self.neck = InputProjection(self.backbone.num_channels, d, cfg.num_feature_levels)
+        self.encoder = DeformableEncoder(cfg.enc_layers, d, cfg.dim_feedforward, cfg.dropout, cfg.activation,
+                                         cfg.num_feature_levels, cfg.nheads, cfg.enc_n_points)
+        ms = cfg.mixed_supervision
+        layer_args = (d, cfg.dim_feedforward, cfg.dropout, cfg.activation, cfg.num_feature_levels,
+                      cfg.nheads, cfg.dec_n_points)
+        if ms.enabled:
+            layers = [MixedSupervisionDecoderLayer(*layer_args, placement=ms.tap, aux_ffn=ms.aux_ffn)
+                      for _ in range(cfg.dec_layers)]
+        else:
+            layers = [DecoderLayer(*layer_args) for _ in range(cfg.dec_layers)]
+        self.decoder = DeformableDecoder(layers, refine=cfg.with_box_refine,
+                                         look_forward_twice=cfg.look_forward_twice)
+        if cfg.two_stage:
+            self.queries = TwoStageQueries(cfg.num_queries, d, cfg.mixed_selection)
+        else:
+            self.queries = LearnedQueries(cfg.num_queries, d)
+        self._init_transformer()
+        self.heads = PredictionHeads(d, cfg.num_classes, cfg.dec_layers, refine=cfg.with_box_refine,
+                                     two_stage=cfg.two_stage, one_to_many=ms.enabled,
+                                     share_class=ms.share_class_head, share_box=ms.share_box_head)
+
+    def _init_transformer(self) -> None:
+        for module in (self.encoder.layers, self.decoder, self.queries):
+            for p in module.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+        for m in self.modules():
+            if isinstance(m, MultiScaleDeformableAttention):
+                m.reset_parameters()
+        if isinstance(self.queries, LearnedQueries):
+            self.queries.reset_parameters()
+        # embeddings are N(0, 1) like torch's default, not xavier
+        if isinstance(self.queries, LearnedQueries):
+            nn.init.normal_(self.queries.query_embed.weight)
+        elif self.queries.content_embed is not None:
+            nn.init.normal_(self.queries.content_embed.weight)
+
+    def forward(self, images: Tensor, pixel_mask: Tensor, all_streams: bool | None = None) -> DetectorOutput:
+        """
+        images:      (B, 3, H, W) normalized, zero-padded bottom/right
+        pixel_mask:  (B, H, W) bool, True on padding
+        all_streams: also compute training-only streams (one-to-many); default: in training mode
+        returns:     DetectorOutput with `one_to_one` (and `one_to_many`) streams of
+                     logits (L, B, Q, C) and boxes (L, B, Q, 4), and two-stage proposals
+        """
+        if all_streams is None:
+            all_streams = self.training
+        levels = self.neck(self.backbone(images, pixel_mask), pixel_mask)
+        src, mask, pos, spatial_shapes, valid = [], [], [], [], []
+        for level, (feat, level_mask) in enumerate(levels):
+            h, w = feat.shape[-2:]
+            spatial_shapes.append((h, w))
+            src.append(feat.flatten(2).transpose(1, 2))
+            mask.append(level_mask.flatten(1))
+            level_pos = self.position(level_mask).to(feat.dtype).flatten(2).transpose(1, 2)
+            pos.append(level_pos + self.encoder.level_embed[level].view(1, 1, -1))
+            valid.append(_valid_ratio(level_mask))
+        src, mask, pos = torch.cat(src, 1), torch.cat(mask, 1), torch.cat(pos, 1)
+        valid_ratios = torch.stack(valid, 1)
+
+        memory = self.encoder(src, pos, spatial_shapes, valid_ratios, mask)
+        if isinstance(self.queries, TwoStageQueries):
+            init = self.queries(memory, mask, spatial_shapes, self.heads.encoder_class_head,
+                                self.heads.encoder_box_head)
+        else:
+            init = self.queries(memory)
+        dec = self.decoder(init.tgt, init.query_pos, init.reference_points, memory, spatial_shapes, valid_ratios,
+                           mask, box_heads=list(self.heads.box_heads), tap=all_streams)
+        streams = {ONE_TO_ONE: self.heads.predict(dec)}
+        if dec.hidden_o2m is not None:
+            streams[ONE_TO_MANY] = self.heads.predict_one_to_many(dec)
+        return DetectorOutput(streams=streams, encoder=init.encoder)
+
+
+def _valid_ratio(mask: Tensor) -> Tensor:
+    """mask: (B, H, W) True on padding -> (B, 2) valid fraction (w, h)."""
+    _, h, w = mask.shape
+    valid_h = (~mask[:, :, 0]).sum(1).float() / h
+    valid_w = (~mask[:, 0, :]).sum(1).float() / w
+    return torch.stack([valid_w, valid_h], -1)

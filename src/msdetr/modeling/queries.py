@@ -1,0 +1,124 @@
+"""Where the decoder's queries come from.
+
+- `LearnedQueries`: single-stage Deformable DETR, learned (position, content)
+  pairs and a linear layer predicting reference points.
+- `TwoStageQueries`: the top-k encoder proposals become reference boxes; their
+  sine embedding gives the positional (and, without mixed selection, content)
+  queries. With mixed selection the content queries are learned (Deformable-DETR++).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from msdetr.modeling.outputs import EncoderPredictions
+from msdetr.modeling.position import box_sine_embedding
+
+
+@dataclass
+class QueryInit:
+    """Decoder inputs.
+
+    tgt:              (B, Q, D) content queries
+    query_pos:        (B, Q, D) positional queries
+    reference_points: (B, Q, 4) boxes or (B, Q, 2) points, normalized
+    encoder:          two-stage proposals, or None
+    """
+
+    tgt: Tensor
+    query_pos: Tensor
+    reference_points: Tensor
+    encoder: EncoderPredictions | None = None
+
+
+class LearnedQueries(nn.Module):
+    """Single-stage: Q learned (position, content) embeddings and 2-D reference points."""
+
+    def __init__(self, num_queries: int, hidden_dim: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.query_embed = nn.Embedding(num_queries, hidden_dim * 2)
+        self.reference_points = nn.Linear(hidden_dim, 2)
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
+        nn.init.zeros_(self.reference_points.bias)
+
+    def forward(self, memory: Tensor, **_) -> QueryInit:
+        """memory: (B, S, D) (only its batch size is used)."""
+        b = memory.shape[0]
+        query_pos, tgt = self.query_embed.weight.split(self.hidden_dim, dim=1)
+        query_pos = query_pos[None].expand(b, -1, -1)
+        return QueryInit(tgt=tgt[None].expand(b, -1, -1), query_pos=query_pos,
+                         reference_points=self.reference_points(query_pos).sigmoid())
+
+
+def encoder_proposals(memory: Tensor, padding_mask: Tensor,
+                      spatial_shapes: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+    """One anchor per encoder token: its cell centre, side 0.05 * 2**level.
+
+    memory: (B, S, D); padding_mask: (B, S) bool
+    returns: memory with padded/invalid tokens zeroed (B, S, D),
+             anchors in logit space (B, S, 4), +inf where invalid
+    """
+    b = memory.shape[0]
+    anchors, start = [], 0
+    for level, (h, w) in enumerate(spatial_shapes):
+        mask = padding_mask[:, start : start + h * w].view(b, h, w)
+        valid_h = (~mask[:, :, 0]).sum(1)
+        valid_w = (~mask[:, 0, :]).sum(1)
+        grid_y, grid_x = torch.meshgrid(
+            torch.linspace(0, h - 1, h, dtype=torch.float32, device=memory.device),
+            torch.linspace(0, w - 1, w, dtype=torch.float32, device=memory.device),
+            indexing="ij",
+        )
+        grid = torch.stack([grid_x, grid_y], -1)
+        scale = torch.stack([valid_w, valid_h], 1).view(b, 1, 1, 2)
+        centres = (grid[None] + 0.5) / scale
+        sizes = torch.full_like(centres, 0.05 * (2.0**level))
+        anchors.append(torch.cat([centres, sizes], -1).view(b, -1, 4))
+        start += h * w
+    anchors = torch.cat(anchors, 1)
+    valid = ((anchors > 0.01) & (anchors < 0.99)).all(-1, keepdim=True)
+    anchors = torch.log(anchors / (1 - anchors))
+    anchors = anchors.masked_fill(padding_mask[..., None] | ~valid, float("inf"))
+    memory = memory.masked_fill(padding_mask[..., None] | ~valid, 0.0)
+    return memory, anchors
+
+
+class TwoStageQueries(nn.Module):
+    """Top-k encoder proposals as reference boxes (Deformable DETR two-stage)."""
+
+    def __init__(self, num_queries: int, hidden_dim: int, mixed_selection: bool):
+        super().__init__()
+        self.num_queries = num_queries
+        self.hidden_dim = hidden_dim
+        self.enc_output = nn.Linear(hidden_dim, hidden_dim)
+        self.enc_output_norm = nn.LayerNorm(hidden_dim)
+        self.pos_trans = nn.Linear(hidden_dim * 2, hidden_dim * 2)
+        self.pos_trans_norm = nn.LayerNorm(hidden_dim * 2)
+        self.content_embed = nn.Embedding(num_queries, hidden_dim) if mixed_selection else None
+
+    def forward(self, memory: Tensor, padding_mask: Tensor, spatial_shapes: list[tuple[int, int]],
+                class_head: nn.Module, box_head: nn.Module) -> QueryInit:
+        """
+        memory: (B, S, D); padding_mask: (B, S) bool
+        class_head, box_head: the encoder proposal heads (owned by the detector)
+        """
+        out_memory, anchors_unact = encoder_proposals(memory, padding_mask, spatial_shapes)
+        out_memory = self.enc_output_norm(self.enc_output(out_memory))
+        logits = class_head(out_memory)
+        boxes_unact = box_head(out_memory) + anchors_unact
+        k = min(self.num_queries, logits.shape[1])
+        # Proposals are ranked by the first class: the encoder loss trains all objects as class 0.
+        top = torch.topk(logits[..., 0], k, dim=1)[1]
+        top_boxes_unact = torch.gather(boxes_unact, 1, top[..., None].expand(-1, -1, 4)).detach()
+        pos = self.pos_trans_norm(self.pos_trans(box_sine_embedding(top_boxes_unact, self.hidden_dim // 2)))
+        query_pos, tgt = pos.split(self.hidden_dim, dim=2)
+        if self.content_embed is not None:
+            tgt = self.content_embed.weight[None].expand(memory.shape[0], -1, -1)
+        encoder = EncoderPredictions(logits=logits, boxes=boxes_unact.sigmoid(), anchors=anchors_unact.sigmoid())
+        return QueryInit(tgt=tgt, query_pos=query_pos, reference_points=top_boxes_unact.sigmoid(), encoder=encoder)
