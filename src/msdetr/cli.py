@@ -15,9 +15,7 @@ from msdetr.errors import MsdetrError
 
 # Order is the order in `msdetr --help`.
 COMMAND_MODULES = [
-    "msdetr.commands.demo",
     "msdetr.commands.convert",
-    "msdetr.commands.data",
 ]
 
 

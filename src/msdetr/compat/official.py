@@ -84,6 +84,7 @@ def config_from_official_args(args: Any, state_dict: Mapping[str, Tensor] | None
         two_stage=bool(a.get("two_stage", False)),
         mixed_selection=bool(a.get("mixed_selection", False)),
         look_forward_twice=bool(a.get("look_forward_twice", False)),
+        padding_invariant=False,
         backbone=BackboneConfig(name=str(a.get("backbone", "resnet50")), dilation=bool(a.get("dilation", False))),
         mixed_supervision=MixedSupervisionConfig(
             enabled=use_ms, tap="c", aux_ffn=bool(a.get("use_aux_ffn", True)) and use_ms

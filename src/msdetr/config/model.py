@@ -60,6 +60,11 @@ class ModelConfig:
     queries come from proposals (Deformable-DETR++ / DINO).
     look_forward_twice: layer i's box prediction uses layer i-1's undetached
     refined box (DINO), changing gradients only.
+    padding_invariant: an image gives the same outputs alone and inside a padded
+    batch: backbone and input projections run on each image's unpadded area, and
+    two-stage proposals never come from padded or invalid locations. The official
+    code does neither (its outputs depend on the batch's padding); checkpoints
+    converted from it set this to false so they reproduce the official outputs.
     """
 
     num_classes: int = 91
@@ -79,5 +84,6 @@ class ModelConfig:
     mixed_selection: bool = False
     look_forward_twice: bool = False
     position_temperature: float = 10000.0
+    padding_invariant: bool = True
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mixed_supervision: MixedSupervisionConfig = field(default_factory=MixedSupervisionConfig)

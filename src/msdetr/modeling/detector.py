@@ -48,7 +48,8 @@ class DeformableDETR(nn.Module):
         self.decoder = DeformableDecoder(layers, refine=cfg.with_box_refine,
                                          look_forward_twice=cfg.look_forward_twice)
         if cfg.two_stage:
-            self.queries = TwoStageQueries(cfg.num_queries, d, cfg.mixed_selection)
+            self.queries = TwoStageQueries(cfg.num_queries, d, cfg.mixed_selection,
+                                           rank_valid_only=cfg.padding_invariant)
         else:
             self.queries = LearnedQueries(cfg.num_queries, d)
         self._init_transformer()
@@ -82,7 +83,10 @@ class DeformableDETR(nn.Module):
         """
         if all_streams is None:
             all_streams = self.training
-        levels = self.neck(self.backbone(images, pixel_mask), pixel_mask)
+        if self.cfg.padding_invariant and bool(pixel_mask.any()):
+            levels = self._levels_per_image(images, pixel_mask)
+        else:
+            levels = self.neck(self.backbone(images, pixel_mask), pixel_mask)
         src, mask, pos, spatial_shapes, valid = [], [], [], [], []
         for level, (feat, level_mask) in enumerate(levels):
             h, w = feat.shape[-2:]
@@ -107,6 +111,32 @@ class DeformableDETR(nn.Module):
         if dec.hidden_o2m is not None:
             streams[ONE_TO_MANY] = self.heads.predict_one_to_many(dec)
         return DetectorOutput(streams=streams, encoder=init.encoder)
+
+    def _levels_per_image(self, images: Tensor, pixel_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Backbone + input projections on each image's unpadded area, then padded per level.
+
+        Exactly what the image gives alone: no padded pixels reach its convolutions
+        or GroupNorm statistics. Returns per level (B, D, H_l, W_l) and masks (B, H_l, W_l).
+        """
+        heights = (~pixel_mask[:, :, 0]).sum(1).tolist()
+        widths = (~pixel_mask[:, 0, :]).sum(1).tolist()
+        per_image = []
+        for i, (h, w) in enumerate(zip(heights, widths)):
+            image = images[i : i + 1, :, :h, :w]
+            mask = pixel_mask[i : i + 1, :h, :w]
+            per_image.append([feat for feat, _ in self.neck(self.backbone(image, mask), mask)])
+        levels = []
+        for level in range(len(per_image[0])):
+            feats = [maps[level] for maps in per_image]
+            h_max = max(f.shape[-2] for f in feats)
+            w_max = max(f.shape[-1] for f in feats)
+            batch = feats[0].new_zeros(len(feats), feats[0].shape[1], h_max, w_max)
+            mask = torch.ones(len(feats), h_max, w_max, dtype=torch.bool, device=batch.device)
+            for i, f in enumerate(feats):
+                batch[i, :, : f.shape[-2], : f.shape[-1]] = f[0]
+                mask[i, : f.shape[-2], : f.shape[-1]] = False
+            levels.append((batch, mask))
+        return levels
 
 
 def _valid_ratio(mask: Tensor) -> Tensor:

@@ -90,11 +90,16 @@ def encoder_proposals(memory: Tensor, padding_mask: Tensor,
 
 
 class TwoStageQueries(nn.Module):
-    """Top-k encoder proposals as reference boxes (Deformable DETR two-stage)."""
+    """Top-k encoder proposals as reference boxes (Deformable DETR two-stage).
 
-    def __init__(self, num_queries: int, hidden_dim: int, mixed_selection: bool):
+    rank_valid_only: never select proposals at padded or invalid (border) locations;
+    the official code ranks them too (their memory is zeroed, anchors infinite).
+    """
+
+    def __init__(self, num_queries: int, hidden_dim: int, mixed_selection: bool, rank_valid_only: bool = False):
         super().__init__()
         self.num_queries = num_queries
+        self.rank_valid_only = rank_valid_only
         self.hidden_dim = hidden_dim
         self.enc_output = nn.Linear(hidden_dim, hidden_dim)
         self.enc_output_norm = nn.LayerNorm(hidden_dim)
@@ -114,7 +119,10 @@ class TwoStageQueries(nn.Module):
         boxes_unact = box_head(out_memory) + anchors_unact
         k = min(self.num_queries, logits.shape[1])
         # Proposals are ranked by the first class: the encoder loss trains all objects as class 0.
-        top = torch.topk(logits[..., 0], k, dim=1)[1]
+        rank = logits[..., 0]
+        if self.rank_valid_only:
+            rank = rank.masked_fill(torch.isinf(anchors_unact[..., 0]), float("-inf"))
+        top = torch.topk(rank, k, dim=1)[1]
         top_boxes_unact = torch.gather(boxes_unact, 1, top[..., None].expand(-1, -1, 4)).detach()
         pos = self.pos_trans_norm(self.pos_trans(box_sine_embedding(top_boxes_unact, self.hidden_dim // 2)))
         query_pos, tgt = pos.split(self.hidden_dim, dim=2)

@@ -1,0 +1,97 @@
+"""Strict conversion between nested config dataclasses and plain dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from msdetr.errors import MsdetrError
+
+T = TypeVar("T")
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) -> plain dict/list/scalars."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config", path: str = "") -> T:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types.
+
+    where: the file (or source) named in errors; path: dotted key prefix.
+    """
+    if not isinstance(data, dict):
+        raise MsdetrError(f"{where}: {path or 'top level'} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise MsdetrError(f"{where}: unknown key '{key}'; valid keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{path}.{name}" if path else name
+        kwargs[name] = _convert(hints[name], value, where, key)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, where: str, key: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, where, key)
+            except MsdetrError as err:
+                errors.append(str(err))
+        raise MsdetrError(errors[0] if errors else f"{where}: '{key}' may not be null")
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise MsdetrError(f"{where}: '{key}' is {value!r}; allowed: {', '.join(map(repr, allowed))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where, key)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise MsdetrError(f"{where}: '{key}' must be a list, got {value!r}")
+        args = get_args(tp)
+        item = args[0] if args else Any
+        items = [_convert(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MsdetrError(f"{where}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any or tp is typing.Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise MsdetrError(f"{where}: '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MsdetrError(f"{where}: '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MsdetrError(f"{where}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise MsdetrError(f"{where}: '{key}' must be a string, got {value!r}")
+        return value
+    return value
