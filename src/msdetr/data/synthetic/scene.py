@@ -1,0 +1,95 @@
+"""Random layout of shapes in one synthetic image.
+
+Counts: about 7% of images are empty, 6% are crowded (12-24 small shapes), the rest
+hold 1 + Poisson(3) shapes (at most 12). Sizes (radius) are log-uniform from 4% to 45%
+of the shorter side (to 10% in crowded images). Shapes are drawn large to small and
+may overlap, but a shape is never placed where it would hide more than half of an
+earlier shape's box. Each shape's colour stands out
+from the background under it (RGB distance >= 60).
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+
+import numpy as np
+
+from msdetr.data.synthetic.shapes import SHAPE_NAMES, shape_polygon
+
+MAX_HIDDEN_FRACTION = 0.5
+MIN_CONTRAST = 60.0
+_PLACEMENT_TRIES = 12
+
+
+@dataclass
+class SceneObject:
+    """One shape: class index into SHAPE_NAMES, (V, 2) pixel polygon, RGB colour."""
+
+    category: int
+    polygon: np.ndarray
+    color: tuple[int, int, int]
+
+
+def _count(rng: np.random.Generator) -> tuple[int, bool]:
+    """(number of shapes, crowded?)."""
+    draw = rng.uniform()
+    if draw < 0.07:
+        return 0, False
+    if draw < 0.13:
+        return int(rng.integers(12, 25)), True
+    return min(12, 1 + int(rng.poisson(3.0))), False
+
+
+def _color(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, int]:
+    """A saturated colour far enough from `under` (3,) (mean background colour)."""
+    rgb = np.zeros(3)
+    for _ in range(10):
+        hue, saturation, value = rng.uniform(), rng.uniform(0.45, 1.0), rng.uniform(0.35, 1.0)
+        rgb = 255.0 * np.array(colorsys.hsv_to_rgb(hue, saturation, value))
+        if np.linalg.norm(rgb - under) >= MIN_CONTRAST:
+            break
+    else:
+        rgb = np.where(under > 127, 0.0, 255.0)  # fall back to the opposite corner of the cube
+    return tuple(int(round(c)) for c in rgb)
+
+
+def _hides_too_much(box: np.ndarray, boxes: np.ndarray) -> bool:
+    """Would a shape with `box` (4,) x0y0x1y1 cover more than half of any of `boxes` (n, 4)?"""
+    if boxes.size == 0:
+        return False
+    sides = np.clip(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0, None)
+    covered = sides.prod(axis=1) / np.maximum((boxes[:, 2:] - boxes[:, :2]).prod(axis=1), 1e-6)
+    return bool((covered > MAX_HIDDEN_FRACTION).any())
+
+
+def sample_scene(rng: np.random.Generator, background: np.ndarray) -> list[SceneObject]:
+    """Shapes for one (H, W, 3) uint8 background, in drawing order (later on top)."""
+    height, width = background.shape[:2]
+    count, crowded = _count(rng)
+    short = min(height, width)
+    min_radius = max(4.0, 0.04 * short)
+    max_radius = (0.1 if crowded else 0.45) * short
+    categories = rng.integers(len(SHAPE_NAMES), size=count)
+    radii = np.exp(rng.uniform(np.log(min_radius), np.log(max_radius), size=count))
+    order = np.argsort(-radii, kind="stable")  # large shapes first, small ones on top
+    objects: list[SceneObject] = []
+    boxes = np.zeros((0, 4))
+    for category, radius in zip(categories[order].tolist(), radii[order].tolist()):
+        for _ in range(_PLACEMENT_TRIES):
+            outline = shape_polygon(SHAPE_NAMES[category], radius, rng.uniform(0, 2 * np.pi))
+            low, high = outline.min(axis=0), outline.max(axis=0)
+            room = np.array([width, height]) - (high - low)
+            if (room <= 1).any():
+                radius *= 0.8
+                continue
+            polygon = outline - low + rng.uniform(0, 1, size=2) * (room - 1) + 0.5
+            box = np.concatenate([polygon.min(axis=0), polygon.max(axis=0)])
+            if _hides_too_much(box, boxes):
+                continue
+            x0, y0, x1, y1 = box.astype(int)
+            under = background[y0 : y1 + 1, x0 : x1 + 1].reshape(-1, 3).mean(axis=0)
+            objects.append(SceneObject(category, polygon, _color(rng, under)))
+            boxes = np.concatenate([boxes, box[None]])
+            break
+    return objects

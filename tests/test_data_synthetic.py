@@ -1,0 +1,95 @@
+"""The synthetic dataset: deterministic, valid (the doctor finds no error), varied, cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from msdetr.data import CocoDataset
+from msdetr.data.doctor import check_dataset
+from msdetr.data.synthetic import CATEGORIES, create_synthetic_dataset, ensure_synthetic_dataset, render_image
+from msdetr.data.synthetic.cache import MARKER
+from msdetr.errors import MsdetrError
+
+
+def _digest(root) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_seed_same_images_and_annotations():
+    first = render_image(seed=3, split="train", index=5, size=96)
+    again = render_image(seed=3, split="train", index=5, size=96)
+    other = render_image(seed=4, split="train", index=5, size=96)
+    assert np.array_equal(first[0], again[0]) and first[1] == again[1]
+    assert not (first[0].shape == other[0].shape and np.array_equal(first[0], other[0]))
+
+
+def test_scenes_are_varied_and_boxes_fit_their_shapes():
+    counts, categories, areas, colors = [], set(), [], set()
+    for index in range(80):
+        pixels, anns = render_image(seed=0, split="train", index=index, size=128)
+        height, width = pixels.shape[:2]
+        assert max(height, width) == 128 and min(height, width) >= 96
+        counts.append(len(anns))
+        for ann in anns:
+            x, y, w, h = ann["bbox"]
+            polygon = np.array(ann["segmentation"][0]).reshape(-1, 2)
+            assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= width and y + h <= height
+            np.testing.assert_allclose([polygon[:, 0].min(), polygon[:, 1].min()], [x, y], atol=0.02)
+            np.testing.assert_allclose([polygon[:, 0].max(), polygon[:, 1].max()], [x + w, y + h], atol=0.02)
+            categories.add(ann["category_id"])
+            areas.append(ann["area"])
+            colors.add(tuple(pixels[int(y + h / 2), int(x + w / 2)]))
+    assert 0 in counts and max(counts) >= 10
+    assert categories == {c["id"] for c in CATEGORIES}
+    areas = np.array(areas) * (256 / 128) ** 2  # COCO ranges at the default 256 px
+    assert (areas < 32**2).any() and ((areas >= 32**2) & (areas < 96**2)).any() and (areas >= 96**2).any()
+    assert len(colors) > 50
+
+
+def test_written_dataset_is_deterministic_valid_and_loads(tmp_path):
+    first = create_synthetic_dataset(tmp_path / "a", train=12, val=4, size=64, seed=1)
+    second = create_synthetic_dataset(tmp_path / "b", train=12, val=4, size=64, seed=1)
+    assert _digest(first) == _digest(second)
+    report = check_dataset(first)
+    assert report.ok, report.format()
+    assert [s.source.name for s in report.splits] == ["train", "val"]
+    assert not [i for i in report.issues if i.severity == "error"]
+    dataset = CocoDataset(first / "annotations" / "instances_train.json", first / "train", masks=True)
+    assert len(dataset) == 12 and dataset.num_classes == len(CATEGORIES)
+    coco = json.loads((first / "annotations" / "instances_train.json").read_text())
+    non_empty = next(i for i, img in enumerate(coco["images"])
+                     if any(a["image_id"] == img["id"] for a in coco["annotations"]))
+    _, target = dataset[non_empty]
+    assert len(target["labels"]) > 0 and target["masks"].flatten(1).any(dim=1).all()
+
+
+def test_ensure_generates_once_and_regenerates_incomplete(tmp_path):
+    root = tmp_path / "synth"
+    ensure_synthetic_dataset(root, train=3, val=2, size=48, seed=0)
+    marker_time = (root / MARKER).stat().st_mtime_ns
+    ensure_synthetic_dataset(root, train=3, val=2, size=48, seed=0)
+    assert (root / MARKER).stat().st_mtime_ns == marker_time  # reused, not rewritten
+    (root / MARKER).unlink()  # as if a write had been interrupted
+    (root / "train" / "000000.png").unlink()
+    ensure_synthetic_dataset(root, train=3, val=2, size=48, seed=0)
+    assert (root / MARKER).exists() and (root / "train" / "000000.png").exists()
+    ensure_synthetic_dataset(root, train=4, val=2, size=48, seed=0)  # other parameters: regenerated
+    assert len(list((root / "train").glob("*.png"))) == 4
+    assert not list(tmp_path.glob(".synth.partial-*"))
+
+
+def test_never_overwrites_a_foreign_folder(tmp_path):
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    with pytest.raises(MsdetrError, match="not a synthetic dataset made by msdetr"):
+        create_synthetic_dataset(root, train=1, val=1, size=48)
+    assert (root / "notes.txt").read_text() == "keep me"
