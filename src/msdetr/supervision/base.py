@@ -1,0 +1,94 @@
+"""Contracts shared by assigners and supervision strategies.
+
+An **assigner** maps one layer's predictions to the targets:
+``(predictions, targets) -> assignment``, where the assignment holds, per image,
+``(pred_idx, target_idx)``: two int64 tensors of equal length P. Entry ``p``
+says that query ``pred_idx[p]`` is supervised by target ``target_idx[p]`` of
+that image. A one-to-one assigner never repeats a query or a target; a
+one-to-many assigner may give a target several queries and (top-K) may even give
+a query to several targets: then every pair counts for the box losses and the
+*last* pair of that query decides its class target (assigners order pairs by
+increasing matching score, so the best-scoring target wins, as in the official
+code).
+
+An assigner may also offer ``assign_layers(logits, boxes, targets)`` taking all
+decoder layers of a stream at once ((L, B, Q, C) logits, (L, B, Q, 4) boxes) and
+returning one assignment per layer, identical to layer-by-layer calls; strategies
+use it when present, which saves most of the per-call overhead.
+
+A **supervision strategy** turns a `DetectorOutput` and the targets into a list
+of `SupervisionTask`: which predictions (stream, layer) are supervised, by which
+targets, with which assignment. The criterion only computes losses of tasks.
+New strategies (hybrid, group, denoising) are new files producing tasks for their
+own streams; `ComposedSupervision` runs several. A strategy that needs extra
+decoder queries (denoising, hybrid, group) will also provide them to the detector
+through a separate hook; the detector never matches anything.
+
+Targets everywhere: a list (one per image) of dicts with ``boxes`` (n, 4) float
+normalized (cx, cy, w, h) and ``labels`` (n,) int64 in [0, num_classes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from torch import Tensor
+
+from msdetr.modeling.outputs import DetectorOutput
+
+# One (pred_idx, target_idx) pair of int64 tensors per image.
+Assignment = list[tuple[Tensor, Tensor]]
+Targets = list[dict[str, Tensor]]
+
+ENCODER = "encoder"
+
+
+@dataclass
+class LayerPredictions:
+    """Predictions of one decoder layer (or of the encoder proposals).
+
+    logits: (B, Q, C) class logits (sigmoid classifier).
+    boxes:  (B, Q, 4) normalized (cx, cy, w, h).
+    """
+
+    logits: Tensor
+    boxes: Tensor
+
+
+class Assigner(Protocol):
+    """``(predictions, targets) -> per image (pred_idx, target_idx)``, computed without gradient."""
+
+    def __call__(self, predictions: LayerPredictions, targets: Targets) -> Assignment: ...
+
+
+@dataclass
+class SupervisionTask:
+    """One supervised set of predictions, ready for the criterion.
+
+    stream: the loss-weight group ("one_to_one", "one_to_many", "encoder", ...).
+    layer: decoder layer index (0-based), or None for the encoder proposals.
+    predictions: the (B, Q, C) logits and (B, Q, 4) boxes that receive the losses.
+    targets: the targets of this task (the encoder uses class-agnostic targets).
+    assignment: per image (pred_idx, target_idx), see the module docstring.
+    log_class_error: also log the class error (the official code does so on the
+        final layer of each decoder stream only).
+    """
+
+    stream: str
+    layer: int | None
+    predictions: LayerPredictions
+    targets: Targets
+    assignment: Assignment
+    log_class_error: bool = False
+
+    @property
+    def name(self) -> str:
+        """`<stream>.layer<i>` or `<stream>` (encoder); prefix of the loss term names."""
+        return self.stream if self.layer is None else f"{self.stream}.layer{self.layer}"
+
+
+class SupervisionStrategy(Protocol):
+    """Turns the detector's output into supervision tasks (matching included)."""
+
+    def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]: ...

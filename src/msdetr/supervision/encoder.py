@@ -1,0 +1,51 @@
+"""Two-stage encoder proposals: class-agnostic one-to-one assignment, matched on the anchors.
+
+As in the official code, every target becomes class 0, the Hungarian matcher uses
+no class cost, and the match is computed on the fixed anchors while the losses
+are computed on the refined proposal boxes.
+"""
+
+from __future__ import annotations
+
+from msdetr.modeling.outputs import DetectorOutput, EncoderPredictions
+from msdetr.supervision.base import ENCODER, Assignment, LayerPredictions, SupervisionTask, Targets
+from msdetr.supervision.hungarian import HungarianAssigner
+from msdetr.supervision.targets import class_agnostic
+
+
+class EncoderAssigner:
+    """Hungarian assignment of class-agnostic targets to the encoder proposals.
+
+    cost_bbox, cost_giou: matching cost weights (the official encoder matcher
+    reuses the decoder's, 5 / 2). match_on_anchors: match the (B, S, 4) anchors
+    (official) instead of the refined proposal boxes.
+    """
+
+    def __init__(self, cost_bbox: float = 5.0, cost_giou: float = 2.0, match_on_anchors: bool = True) -> None:
+        self.hungarian = HungarianAssigner(cost_class=0.0, cost_bbox=cost_bbox, cost_giou=cost_giou)
+        self.match_on_anchors = match_on_anchors
+
+    def __call__(self, encoder: EncoderPredictions, targets: Targets) -> Assignment:
+        boxes = encoder.anchors if self.match_on_anchors else encoder.boxes
+        return self.hungarian(LayerPredictions(logits=encoder.logits, boxes=boxes), class_agnostic(targets))
+
+
+class EncoderSupervision:
+    """Supervises the two-stage encoder proposals when the detector produced them."""
+
+    def __init__(self, assigner: EncoderAssigner) -> None:
+        self.assigner = assigner
+
+    def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
+        encoder = output.encoder
+        if encoder is None:
+            return []
+        return [
+            SupervisionTask(
+                stream=ENCODER,
+                layer=None,
+                predictions=LayerPredictions(logits=encoder.logits, boxes=encoder.boxes),
+                targets=class_agnostic(targets),
+                assignment=self.assigner(encoder, targets),
+            )
+        ]

@@ -1,0 +1,122 @@
+"""One-to-one (Hungarian) assignment, as in DETR / Deformable DETR.
+
+The matching cost of query q and target t is
+
+    w_class * focal_cost(p_q[label_t]) + w_bbox * |box_q - box_t|_1 - w_giou * GIoU(box_q, box_t)
+
+with focal_cost(p) = alpha (1-p)^gamma (-log(p + 1e-8)) - (1-alpha) p^gamma (-log(1 - p + 1e-8)),
+p the sigmoid class probability. The cost is built for the whole batch at once,
+padded to the largest target count, in float32, then moved to the host once and
+solved per image with scipy's `linear_sum_assignment`; `assign_layers` does all
+decoder layers with one transfer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from msdetr.errors import MsdetrError
+from msdetr.ops.boxes import pairwise_generalized_box_iou
+from msdetr.supervision.base import Assignment, LayerPredictions, Targets
+from msdetr.supervision.precision import autocast_disabled
+from msdetr.supervision.targets import PaddedTargets, layers_per_chunk, pad_targets
+
+_LOG_EPS = 1e-8
+
+
+def focal_matching_cost(prob: Tensor, alpha: float, gamma: float) -> Tensor:
+    """Cost of calling a (query, class) pair positive, from its sigmoid probability (any shape)."""
+    positive = alpha * (1 - prob) ** gamma * (-(prob + _LOG_EPS).log())
+    negative = (1 - alpha) * prob**gamma * (-(1 - prob + _LOG_EPS).log())
+    return positive - negative
+
+
+class HungarianAssigner:
+    """Optimal one-to-one assignment minimizing the DETR matching cost.
+
+    cost_class, cost_bbox, cost_giou: weights of the three costs (official defaults 2 / 5 / 2).
+    A zero `cost_class` skips the class term (the two-stage encoder matcher).
+    focal_alpha, focal_gamma: of the class cost.
+
+    Returns per image (pred_idx, target_idx) with min(Q, T) pairs, pred_idx
+    increasing, on the predictions' device.
+    """
+
+    def __init__(
+        self,
+        cost_class: float = 2.0,
+        cost_bbox: float = 5.0,
+        cost_giou: float = 2.0,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+    ) -> None:
+        if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
+            raise MsdetrError(
+                "supervision.matcher: all matching costs are 0; give at least one a positive weight"
+            )
+        self.cost_class = cost_class
+        self.cost_bbox = cost_bbox
+        self.cost_giou = cost_giou
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+
+    @torch.no_grad()
+    def cost_matrix(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
+        """(B, Q, T) float32 matching cost; columns past an image's target count are padding."""
+        logits, boxes = predictions.logits, predictions.boxes
+        with autocast_disabled(logits.device):
+            boxes = boxes.detach().float()
+            cost = self.cost_bbox * torch.cdist(boxes, padded.boxes, p=1)
+            if self.cost_class != 0:
+                index = padded.labels[:, None, :].expand(-1, logits.shape[1], -1)
+                prob = logits.detach().float().gather(2, index).sigmoid_()  # (B, Q, T)
+                class_cost = focal_matching_cost(prob, self.focal_alpha, self.focal_gamma)
+                cost = cost + self.cost_class * class_cost
+            giou = pairwise_generalized_box_iou(boxes, padded.boxes, in_fmt="cxcywh")
+            cost = cost + self.cost_giou * -giou
+        return cost
+
+    def __call__(self, predictions: LayerPredictions, targets: Targets) -> Assignment:
+        """One layer: logits (B, Q, C), boxes (B, Q, 4) -> per image (pred_idx, target_idx)."""
+        return self.assign_layers(predictions.logits[None], predictions.boxes[None], targets)[0]
+
+    @torch.no_grad()
+    def assign_layers(self, logits: Tensor, boxes: Tensor, targets: Targets) -> list[Assignment]:
+        """All decoder layers at once: logits (L, B, Q, C), boxes (L, B, Q, 4) -> one assignment
+        per layer. The costs of all layers are built together and moved to the host once."""
+        num_layers, batch = logits.shape[:2]
+        device = logits.device
+        padded = pad_targets(targets, device)
+        if padded.max_count == 0:
+            empty = torch.zeros(0, dtype=torch.int64, device=device)
+            return [[(empty, empty) for _ in targets] for _ in range(num_layers)]
+        chunk = layers_per_chunk(num_layers, batch * logits.shape[2] * padded.max_count, device)
+        costs = []
+        for start in range(0, num_layers, chunk):
+            flat = LayerPredictions(
+                logits[start : start + chunk].flatten(0, 1), boxes[start : start + chunk].flatten(0, 1)
+            )
+            costs.append(self.cost_matrix(flat, padded.repeat(flat.logits.shape[0] // batch)))
+        cost = torch.cat(costs).cpu().numpy()  # (L * B, Q, T), row l * B + b
+        rows, cols = [], []
+        for row in range(num_layers * batch):
+            layer, image = divmod(row, batch)
+            row_cost = cost[row, :, : padded.counts[image]]
+            if not np.isfinite(row_cost).all():
+                where = f" (decoder layer {layer})" if num_layers > 1 else ""
+                raise MsdetrError(
+                    f"one-to-one assignment: image {image} of the batch{where}: the matching cost has "
+                    "NaN or inf values; check that image's target boxes, and lower the learning rate "
+                    "if the model's predictions diverged"
+                )
+            row_pred, row_target = linear_sum_assignment(row_cost)
+            rows.append(row_pred)
+            cols.append(row_target)
+        sizes = [len(r) for r in rows]
+        pairs = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64))
+        pred_idx, target_idx = pairs.to(device).split(1)
+        per_row = list(zip(pred_idx[0].split(sizes), target_idx[0].split(sizes)))
+        return [per_row[layer * batch : (layer + 1) * batch] for layer in range(num_layers)]

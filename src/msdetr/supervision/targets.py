@@ -1,0 +1,117 @@
+"""Batched views of per-image targets, so assigners work on the whole batch at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from msdetr.errors import MsdetrError
+from msdetr.supervision.base import Targets
+
+# Largest (layers * B, Q, T) pairwise tensor an assigner builds at once when it assigns
+# several decoder layers together: on an accelerator, bounded by memory (float32: 256 MiB);
+# on the CPU, batching stops paying off once tensors leave the caches (measured, see
+# docs/benchmarks.md), so larger layers are assigned one at a time.
+MAX_PAIRWISE_ELEMENTS = 2**26
+MAX_PAIRWISE_ELEMENTS_CPU = 2**17
+
+
+def layers_per_chunk(num_layers: int, elements_per_layer: int, device: torch.device) -> int:
+    """How many decoder layers to assign together (at least 1)."""
+    limit = MAX_PAIRWISE_ELEMENTS_CPU if device.type == "cpu" else MAX_PAIRWISE_ELEMENTS
+    return max(1, min(num_layers, limit // max(1, elements_per_layer)))
+
+
+# A valid box for padded target slots: keeps IoU/GIoU finite, never selected.
+_PAD_BOX = (0.5, 0.5, 1.0, 1.0)
+
+
+@dataclass
+class PaddedTargets:
+    """Targets of a batch padded to the largest count T.
+
+    boxes:  (B, T, 4) float32 cxcywh; padded slots hold a dummy valid box.
+    labels: (B, T) int64; padded slots hold 0.
+    valid:  (B, T) bool, False on padding.
+    counts: per image number of targets (host ints).
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    valid: Tensor
+    counts: list[int]
+
+    @property
+    def max_count(self) -> int:
+        return self.boxes.shape[1]
+
+    @property
+    def has_padding(self) -> bool:
+        return any(count != self.max_count for count in self.counts)
+
+    def repeat(self, times: int) -> PaddedTargets:
+        """The batch repeated `times` times along dim 0 (one copy per decoder layer)."""
+        return PaddedTargets(
+            boxes=self.boxes.repeat(times, 1, 1),
+            labels=self.labels.repeat(times, 1),
+            valid=self.valid.repeat(times, 1),
+            counts=self.counts * times,
+        )
+
+
+def pad_targets(targets: Targets, device: torch.device) -> PaddedTargets:
+    """Stack per-image targets into padded (B, T, ...) tensors on `device`."""
+    counts = [int(t["labels"].shape[0]) for t in targets]
+    boxes = pad_sequence(
+        [t["boxes"].to(device, torch.float32).reshape(-1, 4) for t in targets], batch_first=True
+    )
+    labels = pad_sequence(
+        [t["labels"].to(device, torch.int64).reshape(-1) for t in targets], batch_first=True
+    )
+    valid = torch.arange(boxes.shape[1], device=device) < torch.tensor(counts, device=device)[:, None]
+    if any(count != boxes.shape[1] for count in counts):
+        boxes = torch.where(valid[..., None], boxes, torch.tensor(_PAD_BOX, device=device))
+    return PaddedTargets(boxes=boxes, labels=labels, valid=valid, counts=counts)
+
+
+def class_agnostic(targets: Targets) -> Targets:
+    """Same boxes, every label set to 0 (the two-stage encoder's single 'object' class)."""
+    return [{**t, "labels": torch.zeros_like(t["labels"])} for t in targets]
+
+
+def check_targets(targets: Targets, batch_size: int, num_classes: int) -> None:
+    """Raise `MsdetrError` naming the image when targets do not follow the convention."""
+    if len(targets) != batch_size:
+        raise MsdetrError(
+            f"targets: batch: {len(targets)} target dicts for {batch_size} images; "
+            "pass exactly one dict with 'boxes' and 'labels' per image"
+        )
+    for i, t in enumerate(targets):
+        if "boxes" not in t or "labels" not in t:
+            raise MsdetrError(
+                f"targets: image {i}: missing 'boxes' or 'labels'; give both keys (may be empty)"
+            )
+        boxes, labels = t["boxes"], t["labels"]
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or labels.ndim != 1 or labels.shape[0] != boxes.shape[0]:
+            raise MsdetrError(
+                f"targets: image {i}: boxes {tuple(boxes.shape)} and labels {tuple(labels.shape)} "
+                "do not fit; expected boxes (n, 4) and labels (n,)"
+            )
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise MsdetrError(
+                f"targets: image {i}: labels have dtype {labels.dtype}; use int64 class indices"
+            )
+    all_labels = torch.cat([t["labels"].reshape(-1) for t in targets])
+    if all_labels.numel() == 0:
+        return
+    low, high = int(all_labels.min()), int(all_labels.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        image = next(i for i, t in enumerate(targets) if bool((t["labels"] == bad).any()))
+        raise MsdetrError(
+            f"targets: image {image}: label {bad} is outside [0, {num_classes}); "
+            "map dataset categories to class indices below model.num_classes"
+        )
