@@ -15,7 +15,13 @@ from msdetr.errors import MsdetrError
 
 # Order is the order in `msdetr --help`.
 COMMAND_MODULES = [
+    "msdetr.commands.train",
+    "msdetr.commands.eval",
     "msdetr.commands.convert",
+    "msdetr.commands.predict",
+    "msdetr.commands.candidates",
+    "msdetr.commands.export",
+    "msdetr.commands.data",
 ]
 
 

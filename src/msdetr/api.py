@@ -1,0 +1,156 @@
+"""The Python API: load a checkpoint, detect objects in images.
+
+    import msdetr
+    model = msdetr.load("runs/tiny/best.pt")      # ours, or an official MS-DETR checkpoint
+    dets = model.predict("image.jpg")             # path, PIL image, numpy array or tensor
+    for box, name, score in zip(dets.boxes.tolist(), dets.names, dets.scores.tolist()):
+        print(name, round(score, 2), box)         # box: (x0, y0, x1, y1) in pixels
+
+Images go through the same preprocessing as evaluation (the checkpoint's resize and
+normalization); only the final one-to-one predictions are used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from msdetr.evaluation.postprocess import postprocess
+from msdetr.inference.image_source import to_rgb_tensor
+from msdetr.inference.preprocess import EvalPreprocessor
+from msdetr.inference.settings import InferenceSettings, settings_from_model_file
+
+
+@dataclass
+class ImageDetections:
+    """Detections of one image, sorted by descending score.
+
+    boxes:        (K, 4) float32 (x0, y0, x1, y1) in pixels of the original image,
+                  clipped to it
+    scores:       (K,) float32 in [0, 1]
+    labels:       (K,) int64 class indices of the model
+    names:        K class names ("3" when the checkpoint has no name for class 3)
+    category_ids: K dataset category ids (as in the training annotations)
+    image_size:   (height, width) of the original image
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    names: list[str]
+    category_ids: list[int]
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+class Detector:
+    """A loaded detector with its class names and preprocessing; see `load`.
+
+    model: the `DeformableDETR` module (eval mode); settings: resize, top-k and NMS;
+    class_names / category_ids: per class index (None when the checkpoint has none).
+    """
+
+    def __init__(self, model: nn.Module, settings: InferenceSettings, class_names: list[str] | None = None,
+                 category_ids: list[int] | None = None):
+        self.model = model.eval()
+        self.settings = settings
+        self.class_names = class_names
+        self.category_ids = category_ids
+
+    @property
+    def preprocessor(self) -> EvalPreprocessor:
+        """Evaluation resize and normalization from `settings.transforms` (edit those to change it)."""
+        return EvalPreprocessor(self.settings.transforms)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.cfg.num_classes)
+
+    def to(self, device: str | torch.device) -> Detector:
+        """Move the model to `device` ("cpu", "cuda", "cuda:1", "mps"); returns self."""
+        self.model.to(device)
+        return self
+
+    def class_name(self, label: int) -> str:
+        names = self.class_names
+        if names and 0 <= label < len(names) and names[label]:
+            return str(names[label])
+        return str(label)
+
+    def category_id(self, label: int) -> int:
+        ids = self.category_ids
+        if ids and 0 <= label < len(ids) and ids[label] is not None and ids[label] >= 0:
+            return int(ids[label])
+        return int(label)
+
+    def predict(self, image, score: float = 0.3) -> ImageDetections | list[ImageDetections]:
+        """Detections with score >= `score` for one image (path, PIL image, numpy array or
+        tensor; see `msdetr.inference.image_source`), or a list of them for a list of images."""
+        if isinstance(image, (list, tuple)):
+            return self.predict_batch(image, score)
+        return self.predict_batch([image], score)[0]
+
+    def predict_batch(self, images: Sequence, score: float = 0.3) -> list[ImageDetections]:
+        """Detections for several images, run as one padded batch."""
+        rgbs = [to_rgb_tensor(image, what=f"image {i}") for i, image in enumerate(images)]
+        return self.detect_rgb(rgbs, score)
+
+    @torch.no_grad()
+    def final_predictions(self, rgbs: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Raw final-layer one-to-one predictions for B (3, H_i, W_i) uint8 RGB images.
+
+        returns: logits (B, Q, C), boxes (B, Q, 4) normalized (cx, cy, w, h) relative to
+                 each image, original sizes (B, 2) (height, width); all on `self.device`
+        """
+        batch = self.preprocessor.batch(rgbs).to(self.device)
+        self.model.eval()
+        output = self.model(batch.images, batch.pixel_mask, all_streams=False)
+        return output.logits.float(), output.boxes.float(), batch.orig_sizes
+
+    def detect_rgb(self, rgbs: list[Tensor], score: float = 0.3) -> list[ImageDetections]:
+        """Detections for B (3, H_i, W_i) uint8 RGB tensors, run as one padded batch."""
+        if not rgbs:
+            return []
+        logits, boxes, orig_sizes = self.final_predictions(rgbs)
+        settings = self.settings
+        detections = postprocess(logits, boxes, orig_sizes, topk=settings.topk, nms_iou=settings.nms_iou)
+        results = []
+        for det, (height, width) in zip(detections, orig_sizes.tolist()):
+            keep = det.scores >= score
+            boxes = det.boxes[keep].float().cpu()
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+            labels = det.labels[keep].cpu()
+            label_list = labels.tolist()
+            results.append(ImageDetections(
+                boxes=boxes,
+                scores=det.scores[keep].float().cpu(),
+                labels=labels,
+                names=[self.class_name(c) for c in label_list],
+                category_ids=[self.category_id(c) for c in label_list],
+                image_size=(int(height), int(width)),
+            ))
+        return results
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Detector:
+    """Load a checkpoint (ours: `best.pt`/`last.pt`/converted; or an official MS-DETR one)
+    as a `Detector` on `device` ("cpu" by default, "cuda", "mps", or "auto")."""
+    from msdetr.engine.device import resolve_device
+    from msdetr.model_io import build_from_file
+
+    model, model_file = build_from_file(path)
+    settings = settings_from_model_file(model_file, where=str(path))
+    detector = Detector(model, settings, model_file.class_names, model_file.category_ids)
+    target = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    return detector.to(target)

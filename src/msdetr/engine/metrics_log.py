@@ -1,0 +1,77 @@
+"""Metrics as JSON lines (`metrics.jsonl`), optionally mirrored to TensorBoard. Rank 0 only.
+
+Each line is one record: {"kind": "train" | "epoch" | "eval" | "event", "step": int,
+"epoch": int, ...values}. `read_metrics` reads them back (for curves and tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from msdetr.errors import MsdetrError
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no nan/inf
+    return value
+
+
+class MetricsLog:
+    """Appends records to `<run>/metrics.jsonl`; `enabled=False` (other ranks) does nothing."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = False):
+        self.enabled = enabled
+        self.path = Path(run_dir) / METRICS_FILE
+        self._tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise MsdetrError(
+                    "train.tensorboard: the tensorboard package is not installed; "
+                    "`pip install tensorboard` or set train.tensorboard=false"
+                ) from None
+            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def write(self, kind: str, step: int, epoch: int, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"kind": kind, "step": step, "epoch": epoch, **{k: _clean(v) for k, v in values.items()}}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """Records of `<run>/metrics.jsonl`, optionally of one kind."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def truncate_after(run_dir: str | Path, step: int) -> None:
+    """Drop records past optimizer step `step` (a resumed run rewrites them)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    path.write_text("".join(line + "\n" for line in keep))

@@ -1,0 +1,94 @@
+"""Validation images with predicted boxes drawn (torchvision's draw_bounding_boxes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import draw_bounding_boxes
+
+from msdetr.data.collate import collate
+from msdetr.evaluation.evaluate import predict_batches
+from msdetr.evaluation.postprocess import Detections
+
+_PALETTE = [
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
+    "#469990",
+    "#dcbeff",
+    "#9a6324",
+]
+
+
+def draw_detections(
+    image_path: str | Path,
+    detections: Detections,
+    class_names: list[str] | None,
+    score_threshold: float,
+    out_path: str | Path,
+    ground_truth: torch.Tensor | None = None,
+) -> Path:
+    """Draw detections above `score_threshold` (boxes in pixels of the file) on the image file,
+    ground-truth boxes (K, 4) xyxy pixels in thin white if given; save as PNG."""
+    pixels = torch.from_numpy(np.array(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)
+    if ground_truth is not None and len(ground_truth):
+        pixels = draw_bounding_boxes(pixels, ground_truth.float(), colors="white", width=1)
+    keep = detections.scores >= score_threshold
+    boxes, scores, labels = detections.boxes[keep], detections.scores[keep], detections.labels[keep]
+    if len(boxes):
+        names = [
+            (
+                class_names[int(c)]
+                if class_names and int(c) < len(class_names) and class_names[int(c)]
+                else str(int(c))
+            )
+            for c in labels
+        ]
+        text = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
+        colors = [_PALETTE[int(c) % len(_PALETTE)] for c in labels]
+        pixels = draw_bounding_boxes(pixels, boxes.float(), labels=text, colors=colors, width=2)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(out_path)
+    return out_path
+
+
+def draw_validation_predictions(
+    model,
+    dataset,
+    count: int,
+    out_dir: Path,
+    device: torch.device,
+    amp: str = "none",
+    topk: int = 100,
+    nms_iou: float | None = None,
+    score_threshold: float = 0.3,
+) -> list[Path]:
+    """Predict the first `count` images of `dataset` (a `CocoDataset`) and draw them into `out_dir`."""
+    count = min(count, len(dataset))
+    subset = torch.utils.data.Subset(dataset, list(range(count)))
+    loader = torch.utils.data.DataLoader(subset, batch_size=min(count, 4), collate_fn=collate)
+    found: dict[int, Detections] = {}
+    predict_batches(
+        model, loader, device, amp, topk, nms_iou, on_batch=lambda ids, d: found.update(zip(ids, d))
+    )
+    ids = dataset.image_ids
+    return [
+        draw_detections(
+            dataset.image_path(i),
+            found[ids[i]],
+            dataset.class_names,
+            score_threshold,
+            Path(out_dir) / f"{dataset.image_path(i).stem}.png",
+        )
+        for i in range(count)
+    ]

@@ -1,0 +1,1 @@
+"""Exporting a detector for deployment (ONNX)."""

@@ -1,0 +1,54 @@
+"""The inference graph that gets exported: images in, post-processed detections out.
+
+Only the final one-to-one predictions are computed (no one-to-many stream, no
+training-only outputs); deformable attention runs through `grid_sample`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from msdetr.modeling.detector import DeformableDETR
+
+
+class InferenceGraph(nn.Module):
+    """Detector + top-k post-processing for unpadded images.
+
+    forward(images):
+        images: (B, 3, H, W) float32, resized and normalized like evaluation, no padding
+        returns boxes (B, K, 4) float32 (x0, y0, x1, y1) in pixels of the input,
+                scores (B, K) float32 sigmoid scores, descending,
+                labels (B, K) int64 class indices,
+        with K = min(topk, num_queries * num_classes) over all (query, class) pairs.
+    """
+
+    def __init__(self, detector: DeformableDETR, topk: int = 100):
+        super().__init__()
+        # The graph never sees padding, so the per-image (padding-invariant) backbone path,
+        # a data-dependent branch, is not needed: without padding both paths are the same.
+        # A shallow copy: the submodules (and their train/eval mode) are shared with `detector`.
+        exported = copy.copy(detector)
+        exported.cfg = replace(detector.cfg, padding_invariant=False)
+        self.detector = exported.eval()
+        self.num_classes = int(detector.cfg.num_classes)
+        self.topk = min(int(topk), int(detector.cfg.num_queries) * self.num_classes)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        pixel_mask = torch.zeros_like(images[:, 0], dtype=torch.bool)
+        output = self.detector(images, pixel_mask, all_streams=False)
+        logits, boxes = output.logits.float(), output.boxes.float()
+        batch = logits.shape[0]
+        scores, index = logits.sigmoid().reshape(batch, -1).topk(self.topk, dim=1)
+        query = torch.div(index, self.num_classes, rounding_mode="floor")
+        labels = index - query * self.num_classes
+        picked = torch.gather(boxes, 1, query.unsqueeze(-1).expand(-1, -1, 4))
+        cx, cy, w, h = picked.unbind(-1)
+        xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+        height, width = images.shape[-2], images.shape[-1]
+        one = xyxy.new_ones(())
+        scale = torch.stack([one * width, one * height, one * width, one * height])  # (4,), traced sizes
+        return xyxy * scale, scores, labels

@@ -1,0 +1,195 @@
+"""Smoke tests of the benchmark scripts: each runs end to end with tiny settings and writes
+a result whose content reflects what was run (no timings are asserted: those are measured
+side by side by the scripts themselves, see docs/benchmarks_training.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+# A small model on top of any preset: fast on one CPU thread.
+SMALL_MODEL = [
+    "model.hidden_dim=32",
+    "model.nheads=4",
+    "model.dim_feedforward=64",
+    "model.enc_layers=1",
+    "model.dec_layers=2",
+    "model.num_queries=12",
+    "model.num_feature_levels=2",
+]
+
+
+def run_script(name: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["MSDETR_CACHE"] = str(tmp_path / "cache")
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def overrides(values: list[str]) -> list[str]:
+    return [f"--set={v}" for v in values]
+
+
+def test_train_cost_reports_both_rows_with_phases_and_memory(tmp_path):
+    out = tmp_path / "cost.json"
+    done = run_script(
+        "train_cost.py",
+        [
+            "--preset",
+            "tiny",
+            "--size",
+            "64",
+            "--batch-size",
+            "2",
+            "--threads",
+            "1",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--memory-runs",
+            "1",
+            "--memory-steps",
+            "1",
+            "--phases",
+            "--json",
+            str(out),
+            *overrides(SMALL_MODEL),
+        ],
+        tmp_path,
+    )
+    result = json.loads(out.read_text())
+    baseline, ms = result["rows"]
+    assert [baseline["name"], ms["name"]] == ["one-to-one (baseline)", "MS-DETR"]
+    assert "MS-DETR" in done.stdout and "time ratio" in done.stdout
+    assert result["image_size"] == [64, 64] and result["batch_size"] == 2
+    # The auxiliary FFN of the one-to-many tap is the only architectural difference.
+    assert ms["parameters"] > baseline["parameters"]
+    assert baseline["time_ratio"]["median"] == pytest.approx(1.0)
+    for row in (baseline, ms):
+        assert row["step_seconds"]["n"] == 2
+        assert 0 < row["assign_share"]["median"] < 1
+        phases = sum(
+            row["phases"][p]["median"] for p in ("forward", "assign", "loss", "backward", "optimizer")
+        )
+        assert phases > 0
+        assert row["peak_rss_bytes"]["median"] > row["rss_growth_bytes"]["median"] > 0
+    assert math.isfinite(ms["time_ratio"]["median"]) and ms["time_ratio"]["median"] > 0
+    # The one-to-many losses and assignments are extra operator calls in the criterion.
+    assert ms["aten_ops"]["criterion"] > baseline["aten_ops"]["criterion"] > 0
+
+
+def test_versus_hf_builds_the_same_architecture(tmp_path):
+    pytest.importorskip("transformers")
+    out = tmp_path / "hf.json"
+    model = [v for v in SMALL_MODEL if "num_feature_levels" not in v]
+    run_script(
+        "versus_hf.py",
+        [
+            "--size",
+            "96",
+            "--batch-size",
+            "1",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--steps",
+            "1",
+            "--json",
+            str(out),
+            *overrides(model),
+        ],
+        tmp_path,
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["name"].startswith("HF transformers")
+    # Same sizes on both sides give the same number of (trainable) parameters.
+    assert {r["parameters"] for r in rows} == {rows[0]["parameters"]}
+    assert {r["trainable_parameters"] for r in rows} == {rows[0]["trainable_parameters"]}
+    for row in rows:
+        assert row["train_step_seconds"]["median"] > 0 and row["infer_seconds_per_image"]["median"] > 0
+
+
+def test_convergence_trains_both_variants_and_plots(tmp_path):
+    out, plots = tmp_path / "conv.json", tmp_path / "img"
+    data = [
+        "data.synthetic.train=8",
+        "data.synthetic.val=4",
+        "data.synthetic.size=64",
+        "data.transforms.train_min_sizes=[64]",
+        "data.transforms.train_max_size=64",
+        "data.transforms.eval_min_size=64",
+        "data.transforms.eval_max_size=64",
+        "data.num_workers=0",
+        "train.batch_size=4",
+        "train.epochs=2",
+        "train.schedule.warmup_steps=1",
+    ]
+    done = run_script(
+        "convergence.py",
+        [
+            "--seeds",
+            "0",
+            "--jobs",
+            "2",
+            "--threads",
+            "1",
+            "--output",
+            str(tmp_path / "runs"),
+            "--json",
+            str(out),
+            "--plots",
+            str(plots),
+            *overrides(SMALL_MODEL + data),
+        ],
+        tmp_path,
+    )
+    result = json.loads(out.read_text())
+    assert set(result["summary"]) == {"baseline", "msdetr"}
+    for name, entry in result["summary"].items():
+        loss = entry["per_epoch"]["one_to_one_loss"]
+        assert [p["epoch"] for p in loss] == [1, 2], name
+        assert all(math.isfinite(p["mean"]) and p["mean"] > 0 for p in loss)
+        maps = entry["per_epoch"]["bbox_mAP"]
+        assert [p["epoch"] for p in maps] == [1, 2] and all(0 <= p["mean"] <= 1 for p in maps)
+    assert "MS-DETR" in done.stdout
+    for suffix in ("loss", "map"):
+        png = plots / f"convergence_tiny_{suffix}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A finished run is reused: a second call trains nothing and gives the same result.
+    again = run_script(
+        "convergence.py",
+        [
+            "--seeds",
+            "0",
+            "--output",
+            str(tmp_path / "runs"),
+            "--json",
+            str(out),
+            *overrides(SMALL_MODEL + data),
+        ],
+        tmp_path,
+    )
+    assert "start" not in again.stdout
+    assert json.loads(out.read_text())["runs"] == result["runs"]
