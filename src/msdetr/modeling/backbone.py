@@ -45,7 +45,9 @@ class Backbone(nn.Module):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         if cfg.name not in _WEIGHTS_ENUMS:
-            raise MsdetrError(f"model.backbone.name: unknown backbone {cfg.name!r}; use one of {sorted(_WEIGHTS_ENUMS)}")
+            raise MsdetrError(
+                f"model.backbone.name: unknown backbone {cfg.name!r}; use one of {sorted(_WEIGHTS_ENUMS)}"
+            )
         weights_enum = None
         if cfg.weights == "imagenet":
             weights_enum = getattr(torchvision.models, _WEIGHTS_ENUMS[cfg.name]).DEFAULT
