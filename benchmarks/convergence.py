@@ -232,6 +232,7 @@ def plot(summary: dict, plots: Path, tag: str) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     plots.mkdir(parents=True, exist_ok=True)
 
@@ -250,6 +251,7 @@ def plot(summary: dict, plots: Path, tag: str) -> list[Path]:
                 alpha=0.2,
             )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()

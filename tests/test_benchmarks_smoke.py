@@ -72,6 +72,7 @@ def test_train_cost_reports_both_rows_with_phases_and_memory(tmp_path):
             "--memory-steps",
             "1",
             "--phases",
+            "--count-ops",
             "--json",
             str(out),
             *overrides(SMALL_MODEL),
