@@ -16,9 +16,7 @@ def write(path, text):
 def test_base_inheritance_merges_sections(tmp_path):
     parent = write(tmp_path / "parent.yaml", "name: parent\nmodel:\n  num_queries: 50\n  hidden_dim: 64\n")
     (tmp_path / "sub").mkdir()
-    child = write(
-        tmp_path / "sub" / "child.yaml", "base: ../parent.yaml\nname: child\nmodel:\n  num_queries: 20\n"
-    )
+    child = write(tmp_path / "sub" / "child.yaml", "base: ../parent.yaml\nname: child\nmodel:\n  num_queries: 20\n")
     cfg = load_config(str(child))
     assert (cfg.name, cfg.model.num_queries, cfg.model.hidden_dim) == ("child", 20, 64)
     assert load_config(str(parent)).model.num_queries == 50

@@ -48,9 +48,7 @@ def test_optimizer_lrs_are_scaled(tmp_path):
 
 
 def test_step_schedule_drops_at_epoch_with_warmup():
-    cfg = ScheduleConfig(
-        name="step", drop_epochs=[11], drop_factor=0.1, warmup_steps=10, warmup_start_factor=0.01
-    )
+    cfg = ScheduleConfig(name="step", drop_epochs=[11], drop_factor=0.1, warmup_steps=10, warmup_start_factor=0.01)
     assert lr_factor(cfg, 0, steps_per_epoch=100, total_steps=1200) == pytest.approx(0.01)
     assert lr_factor(cfg, 5, 100, 1200) == pytest.approx(0.01 + 0.99 * 0.5)
     assert lr_factor(cfg, 1099, 100, 1200) == pytest.approx(1.0)
@@ -67,9 +65,7 @@ def test_cosine_schedule_endpoints():
 def test_lr_schedule_sets_group_lrs_and_round_trips():
     params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
     opt = torch.optim.AdamW([{"params": params[:1], "lr": 1.0}, {"params": params[1:], "lr": 0.1}])
-    schedule = LrSchedule(
-        opt, ScheduleConfig(name="cosine", min_factor=0.0), steps_per_epoch=4, total_steps=8
-    )
+    schedule = LrSchedule(opt, ScheduleConfig(name="cosine", min_factor=0.0), steps_per_epoch=4, total_steps=8)
     schedule.apply(4)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5, 0.05])
     other = LrSchedule(opt, ScheduleConfig(name="cosine", min_factor=0.0), 4, 8)

@@ -23,9 +23,7 @@ def test_detections_and_metrics_do_not_depend_on_batch_size(tmp_path):
     def run(batch_size):
         found = {}
         loader = build_val_loader(dataset, batch_size, num_workers=0)
-        predict_batches(
-            model, loader, torch.device("cpu"), topk=20, on_batch=lambda ids, d: found.update(zip(ids, d))
-        )
+        predict_batches(model, loader, torch.device("cpu"), topk=20, on_batch=lambda ids, d: found.update(zip(ids, d)))
         evaluator = CocoEvaluator(dataset.annotation_file, dataset.label_to_category_id)
         return found, evaluate(model, loader, evaluator, torch.device("cpu"), topk=20)
 

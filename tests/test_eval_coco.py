@@ -108,9 +108,7 @@ def test_perfect_detections_score_one_and_labels_map_to_category_ids():
     evaluator = CocoEvaluator(gt, CATEGORY_IDS)
     for image in gt["images"]:
         anns = [a for a in gt["annotations"] if a["image_id"] == image["id"] and not a["iscrowd"]]
-        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]).reshape(
-            -1, 4
-        )
+        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]).reshape(-1, 4)
         labels = torch.tensor([label_of[a["category_id"]] for a in anns], dtype=torch.int64)
         evaluator.add([image["id"]], [Detections(boxes, torch.ones(len(anns)), labels)])
     metrics = evaluator.compute()

@@ -33,9 +33,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
     reference = Trainer(single, tmp_path / "single", verbose=False, callbacks=[remember]).fit()
 
-    two = tiny_run_config(
-        tmp_path, train_images=8, val_images=3, epochs=1, batch_size=1, vis_images=0, num_threads=1
-    )
+    two = tiny_run_config(tmp_path, train_images=8, val_images=3, epochs=1, batch_size=1, vis_images=0, num_threads=1)
     two.model.backbone.freeze_at = "all"
     two.supervision.one_to_many.positive_fraction = 1.0
     two.train.reference_batch_size = 2  # same lr: 1 image x 2 processes

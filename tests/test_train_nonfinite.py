@@ -58,10 +58,7 @@ def test_too_many_in_a_row_stop_with_a_clear_error(tmp_path, monkeypatch, capsys
     cfg = tiny_run_config(tmp_path, epochs=3, vis_images=0, max_nonfinite_steps=3)
     cfg.model.backbone.freeze_at = "all"
     save_config(cfg, tmp_path / "cfg.yaml")
-    assert (
-        main(["train", "--config", str(tmp_path / "cfg.yaml"), "--output", str(tmp_path / "run"), "--quiet"])
-        == 2
-    )
+    assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "--output", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "step 4" in err and "not finite 3 steps in a row" in err and "train.optimizer.lr" in err

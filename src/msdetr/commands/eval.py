@@ -19,21 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights", required=True, metavar="CKPT", help="checkpoint: best.pt, last.pt, converted or official"
     )
-    p.add_argument(
-        "--data", metavar="DIR_OR_JSON", help="dataset folder in COCO layout, or an instances json"
-    )
-    p.add_argument(
-        "--images", metavar="DIR", help="image folder, when --data is a json file outside COCO layout"
-    )
+    p.add_argument("--data", metavar="DIR_OR_JSON", help="dataset folder in COCO layout, or an instances json")
+    p.add_argument("--images", metavar="DIR", help="image folder, when --data is a json file outside COCO layout")
     p.add_argument(
         "--split",
         default=None,
         help="split of DIR to evaluate (default: the config's val split, "
         "i.e. 'val'; a prefix such as 'val' finds 'val2017')",
     )
-    p.add_argument(
-        "--batch-size", type=int, default=None, help="images per batch (results do not depend on it)"
-    )
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (results do not depend on it)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--topk",

@@ -22,9 +22,7 @@ from msdetr.errors import MsdetrError
 def _presets_epilog() -> str:
     lines = ["presets (--config NAME):"]
     for name, description in list_presets().items():
-        lines += textwrap.wrap(
-            description, width=90, initial_indent=f"  {name:<20s}", subsequent_indent=" " * 22
-        )
+        lines += textwrap.wrap(description, width=90, initial_indent=f"  {name:<20s}", subsequent_indent=" " * 22)
     lines += [
         "",
         "examples:",
@@ -47,9 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=_presets_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--config", metavar="PRESET_OR_YAML", help=f"preset name or YAML file (default: {DEFAULT_PRESET})"
-    )
+    p.add_argument("--config", metavar="PRESET_OR_YAML", help=f"preset name or YAML file (default: {DEFAULT_PRESET})")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -73,12 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output",
         metavar="DIR",
-        help="run folder (default: runs/<config name>; an existing run "
-        "is never overwritten, a suffix is added)",
+        help="run folder (default: runs/<config name>; an existing run is never overwritten, a suffix is added)",
     )
-    p.add_argument(
-        "--device", help="auto (default), cpu, cuda, cuda:N or mps (same as --set train.device=...)"
-    )
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps (same as --set train.device=...)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, less output")
     p.set_defaults(func=run)
 
@@ -94,13 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise MsdetrError(
-                "--resume continues the run's saved config; drop --config (use --set to change "
-                "training settings)"
+                "--resume continues the run's saved config; drop --config (use --set to change training settings)"
             )
         if args.init_weights:
-            raise MsdetrError(
-                "--resume and --init-weights exclude each other; --resume already restores weights"
-            )
+            raise MsdetrError("--resume and --init-weights exclude each other; --resume already restores weights")
         path = resolve_resume_path(args.resume)
         resume = load_training_checkpoint(path)
         merged = resume["run_config"]
@@ -114,9 +104,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         run_dir = new_run_dir(args.output, cfg.name)
     try:
-        result = Trainer(
-            cfg, run_dir, resume=resume, init_weights=args.init_weights, verbose=not args.quiet
-        ).fit()
+        result = Trainer(cfg, run_dir, resume=resume, init_weights=args.init_weights, verbose=not args.quiet).fit()
     finally:
         distributed.shutdown()
     if result.is_main and result.metrics:

@@ -55,9 +55,7 @@ def list_presets() -> dict[str, str]:
     presets = {}
     for path in sorted(preset_dir().glob("*.yaml")):
         data = _read_yaml(path)
-        presets[path.stem] = (
-            str(data.get("description", "")).strip().splitlines()[0] if data.get("description") else ""
-        )
+        presets[path.stem] = str(data.get("description", "")).strip().splitlines()[0] if data.get("description") else ""
     return presets
 
 
@@ -125,17 +123,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
-        raise MsdetrError(
-            f"{path}:{line} not valid YAML ({getattr(err, 'problem', err)}); fix the syntax"
-        ) from None
+        raise MsdetrError(f"{path}:{line} not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
     except OSError as err:
         raise MsdetrError(f"{path}: cannot read ({err.strerror})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise MsdetrError(
-            f"{path}: top level must be a mapping of config sections, got {type(data).__name__}"
-        )
+        raise MsdetrError(f"{path}: top level must be a mapping of config sections, got {type(data).__name__}")
     return data
 
 

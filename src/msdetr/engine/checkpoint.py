@@ -66,8 +66,7 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
         raise MsdetrError(f"{path}: cannot read as a checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise MsdetrError(
-            f"{path}: not an msdetr training checkpoint; to start a new run from these "
-            "weights use --init-weights"
+            f"{path}: not an msdetr training checkpoint; to start a new run from these weights use --init-weights"
         )
     if "train_state" not in ckpt or "run_config" not in ckpt:
         raise MsdetrError(

@@ -62,9 +62,7 @@ class EpochBatches(Sampler):
 def build_train_loader(dataset, batch_size: int, num_workers: int, seed: int, pin_memory: bool) -> DataLoader:
     """Loader over this rank's share; `loader.batch_sampler.set_epoch(epoch, skip)` each epoch."""
     info = distributed.current()
-    sampler = SeededSampler(
-        len(dataset), shuffle=True, seed=seed, num_replicas=info.world_size, rank=info.rank
-    )
+    sampler = SeededSampler(len(dataset), shuffle=True, seed=seed, num_replicas=info.world_size, rank=info.rank)
     batches = EpochBatches(sampler, batch_size)
     if batches.batches_per_epoch == 0:
         raise MsdetrError(

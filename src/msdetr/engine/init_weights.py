@@ -30,15 +30,12 @@ class InitReport:
         parts = [f"loaded {len(self.loaded)} tensors"]
         if self.shape_mismatch:
             parts.append(
-                f"re-initialized {len(self.shape_mismatch)} with a different shape "
-                f"({_short(self.shape_mismatch)})"
+                f"re-initialized {len(self.shape_mismatch)} with a different shape ({_short(self.shape_mismatch)})"
             )
         if self.missing:
             parts.append(f"{len(self.missing)} not in the checkpoint, left at init ({_short(self.missing)})")
         if self.unexpected:
-            parts.append(
-                f"ignored {len(self.unexpected)} the model does not have ({_short(self.unexpected)})"
-            )
+            parts.append(f"ignored {len(self.unexpected)} the model does not have ({_short(self.unexpected)})")
         return "; ".join(parts)
 
 

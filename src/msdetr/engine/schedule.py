@@ -30,9 +30,7 @@ class LrSchedule:
     (the step lives in the trainer's state), so resuming is exact.
     """
 
-    def __init__(
-        self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int
-    ):
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int):
         self.optimizer, self.cfg = optimizer, cfg
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]

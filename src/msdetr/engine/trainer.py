@@ -121,9 +121,7 @@ class Trainer:
                     f"data: the training data has {num_classes} classes but the resumed run's "
                     f"model has {cfg.model.num_classes}; resume with the same data"
                 )
-            self.log.info(
-                "model.num_classes: %d -> %d (from the training data)", cfg.model.num_classes, num_classes
-            )
+            self.log.info("model.num_classes: %d -> %d (from the training data)", cfg.model.num_classes, num_classes)
             self.cfg = cfg = replace(cfg, model=replace(cfg.model, num_classes=num_classes))
         self.class_names = self.train_set.class_names
         self.category_ids = self.train_set.label_to_category_id
@@ -151,9 +149,7 @@ class Trainer:
         self.model.to(self.device)
         self.criterion = build_criterion(cfg.supervision, cfg.model.num_classes)
         self.optimizer = build_optimizer(self.model, t, self.dist.world_size)
-        self.schedule = LrSchedule(
-            self.optimizer, t.schedule, self.steps_per_epoch, self.steps_per_epoch * t.epochs
-        )
+        self.schedule = LrSchedule(self.optimizer, t.schedule, self.steps_per_epoch, self.steps_per_epoch * t.epochs)
         self.scaler = make_scaler(t.amp, self.device)
         self.ema = ModelEma(self.model, t.ema.decay, t.ema.warmup_steps) if t.ema.enabled else None
         self.guard = NonFiniteGuard(t.max_nonfinite_steps)
@@ -364,9 +360,7 @@ class Trainer:
             if t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0:
                 self.save()
         progress.close()
-        terms = distributed.mean_over_ranks(
-            {k: v / max(term_count, 1) for k, v in term_sums.items()}, self.device
-        )
+        terms = distributed.mean_over_ranks({k: v / max(term_count, 1) for k, v in term_sums.items()}, self.device)
         self.metrics.write("epoch", self.step, epoch, {"skipped_steps": self.guard.total, **terms})
 
     def _log_train(
@@ -444,8 +438,6 @@ class Trainer:
                     self.run_dir / "predictions",
                     self.device,
                     self.cfg.train.amp,
-                    self.cfg.eval.topk,
-                    self.cfg.eval.nms_iou,
                     self.cfg.train.vis_score_threshold,
                 )
             if self.last_metrics:

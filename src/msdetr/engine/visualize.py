@@ -7,54 +7,34 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.ops import box_convert
 from torchvision.utils import draw_bounding_boxes
 
 from msdetr.data.collate import collate
 from msdetr.evaluation.evaluate import predict_batches
 from msdetr.evaluation.postprocess import Detections
 
-_PALETTE = [
-    "#e6194b",
-    "#3cb44b",
-    "#4363d8",
-    "#f58231",
-    "#911eb4",
-    "#42d4f4",
-    "#f032e6",
-    "#bfef45",
-    "#fabed4",
-    "#469990",
-    "#dcbeff",
-    "#9a6324",
-]
+_PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+            "#fabed4", "#469990", "#dcbeff", "#9a6324"]  # fmt: skip
+VIS_NMS_IOU = 0.5  # class-wise NMS for drawing only, so one object shows one box
 
 
-def draw_detections(
-    image_path: str | Path,
-    detections: Detections,
-    class_names: list[str] | None,
-    score_threshold: float,
-    out_path: str | Path,
-    ground_truth: torch.Tensor | None = None,
-) -> Path:
-    """Draw detections above `score_threshold` (boxes in pixels of the file) on the image file,
-    ground-truth boxes (K, 4) xyxy pixels in thin white if given; save as PNG."""
+def draw_detections(image_path: str | Path, detections: Detections, class_names: list[str] | None,
+                    score_threshold: float, out_path: str | Path, max_boxes: int = 20,
+                    ground_truth: torch.Tensor | None = None) -> Path:  # fmt: skip
+    """Draw the best `max_boxes` detections scoring at least `score_threshold` (boxes in pixels of
+    the file, coloured by class) on the image file, ground-truth boxes (K, 4) xyxy pixels in thin
+    white if given; save as PNG."""
     pixels = torch.from_numpy(np.array(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)
     if ground_truth is not None and len(ground_truth):
         pixels = draw_bounding_boxes(pixels, ground_truth.float(), colors="white", width=1)
-    keep = detections.scores >= score_threshold
+    keep = (detections.scores >= score_threshold).nonzero().flatten()[:max_boxes]
     boxes, scores, labels = detections.boxes[keep], detections.scores[keep], detections.labels[keep]
     if len(boxes):
-        names = [
-            (
-                class_names[int(c)]
-                if class_names and int(c) < len(class_names) and class_names[int(c)]
-                else str(int(c))
-            )
-            for c in labels
-        ]
+        names = [class_names[c] if class_names and c < len(class_names) and class_names[c] else str(c)
+                 for c in labels.tolist()]  # fmt: skip
         text = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
-        colors = [_PALETTE[int(c) % len(_PALETTE)] for c in labels]
+        colors = [_PALETTE[c % len(_PALETTE)] for c in labels.tolist()]
         pixels = draw_bounding_boxes(pixels, boxes.float(), labels=text, colors=colors, width=2)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,33 +42,23 @@ def draw_detections(
     return out_path
 
 
-def draw_validation_predictions(
-    model,
-    dataset,
-    count: int,
-    out_dir: Path,
-    device: torch.device,
-    amp: str = "none",
-    topk: int = 100,
-    nms_iou: float | None = None,
-    score_threshold: float = 0.3,
-) -> list[Path]:
-    """Predict the first `count` images of `dataset` (a `CocoDataset`) and draw them into `out_dir`."""
+def draw_validation_predictions(model, dataset, count: int, out_dir: Path, device: torch.device,
+                                amp: str = "none", score_threshold: float = 0.3) -> list[Path]:  # fmt: skip
+    """Predict the first `count` images of `dataset` (a `CocoDataset`) and draw them into
+    `out_dir`, with their ground truth in thin white."""
     count = min(count, len(dataset))
     subset = torch.utils.data.Subset(dataset, list(range(count)))
     loader = torch.utils.data.DataLoader(subset, batch_size=min(count, 4), collate_fn=collate)
     found: dict[int, Detections] = {}
-    predict_batches(
-        model, loader, device, amp, topk, nms_iou, on_batch=lambda ids, d: found.update(zip(ids, d))
-    )
-    ids = dataset.image_ids
-    return [
-        draw_detections(
-            dataset.image_path(i),
-            found[ids[i]],
-            dataset.class_names,
-            score_threshold,
-            Path(out_dir) / f"{dataset.image_path(i).stem}.png",
-        )
-        for i in range(count)
-    ]
+    predict_batches(model, loader, device, amp, topk=100, nms_iou=VIS_NMS_IOU,
+                    on_batch=lambda ids, d: found.update(zip(ids, d)))  # fmt: skip
+    paths = []
+    for i in range(count):
+        _, target = dataset[i]
+        height, width = target["orig_size"].tolist()
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        truth = box_convert(target["boxes"], "cxcywh", "xyxy") * scale  # eval resize only: same relative boxes
+        path = dataset.image_path(i)
+        paths.append(draw_detections(path, found[dataset.image_ids[i]], dataset.class_names, score_threshold,
+                                     Path(out_dir) / f"{path.stem}.png", ground_truth=truth))  # fmt: skip
+    return paths

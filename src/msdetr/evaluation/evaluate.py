@@ -41,9 +41,7 @@ def predict_batches(
             with autocast(amp, device):
                 output = model(batch.images, batch.pixel_mask, all_streams=False)
             sizes = torch.stack([t["orig_size"] for t in batch.targets]).to(device)
-            detections = postprocess(
-                output.logits.float(), output.boxes.float(), sizes, topk=topk, nms_iou=nms_iou
-            )
+            detections = postprocess(output.logits.float(), output.boxes.float(), sizes, topk=topk, nms_iou=nms_iou)
             image_ids = [int(t["image_id"]) for t in batch.targets]
             if on_batch is not None:
                 on_batch(image_ids, [d.to("cpu") for d in detections])
