@@ -93,3 +93,25 @@ def test_never_overwrites_a_foreign_folder(tmp_path):
     with pytest.raises(MsdetrError, match="not a synthetic dataset made by msdetr"):
         create_synthetic_dataset(root, train=1, val=1, size=48)
     assert (root / "notes.txt").read_text() == "keep me"
+
+
+def test_simple_layout_has_few_large_shapes_and_its_own_cache(tmp_path, monkeypatch):
+    counts, radii = [], []
+    for index in range(60):
+        pixels, anns = render_image(seed=0, split="train", index=index, size=128, layout="simple")
+        short = min(pixels.shape[:2])
+        counts.append(len(anns))
+        radii += [max(a["bbox"][2], a["bbox"][3]) / 2 / short for a in anns]
+    assert min(counts) >= 1 and max(counts) <= 4
+    # Radius 10-40% of the shorter side; the box half-side of a rotated shape is at most the radius.
+    assert min(radii) > 0.05 and max(radii) <= 0.4 + 1e-6
+    standard = render_image(seed=0, split="train", index=3, size=128)
+    assert not np.array_equal(standard[0], render_image(seed=0, split="train", index=3, size=128, layout="simple")[0])
+    monkeypatch.setenv("MSDETR_CACHE", str(tmp_path))
+    simple_root = ensure_synthetic_dataset(train=2, val=1, size=48, layout="simple")
+    standard_root = ensure_synthetic_dataset(train=2, val=1, size=48)
+    assert simple_root != standard_root and simple_root.name.endswith("-simple")
+    description = json.loads((simple_root / "annotations" / "instances_val.json").read_text())["info"]["description"]
+    assert "simple layout" in description
+    with pytest.raises(MsdetrError, match="unknown layout"):
+        create_synthetic_dataset(tmp_path / "bad", train=1, val=1, size=48, layout="crowded")

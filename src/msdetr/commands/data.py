@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     synth.add_argument("--val", type=_positive, default=200, metavar="M", help="validation images (200)")
     synth.add_argument("--size", type=int, default=256, metavar="S", help="longer image side in pixels (256)")
     synth.add_argument("--seed", type=int, default=0, metavar="K", help="random seed (0)")
+    synth.add_argument("--layout", choices=["standard", "simple"], default="standard",
+                       help="standard: 1-12 shapes of 4-45%% of the shorter side, some empty or crowded images; "
+                            "simple: 1-4 shapes of 10-40%% (the CPU demo's data)")
     synth.set_defaults(func=run_synth)
 
     check = actions.add_parser(
@@ -63,7 +66,8 @@ def run_synth(args) -> int:
     if args.size < 32:
         raise MsdetrError(f"--size: must be at least 32 pixels, got {args.size}")
     start = time.perf_counter()
-    root = create_synthetic_dataset(args.out, train=args.train, val=args.val, size=args.size, seed=args.seed)
+    root = create_synthetic_dataset(args.out, train=args.train, val=args.val, size=args.size, seed=args.seed,
+                                    layout=args.layout)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.train} train + {args.val} val images of {args.size} px to {root} in {elapsed:.1f} s")
     print(f"check it with: msdetr data check {root}")

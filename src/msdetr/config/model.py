@@ -23,6 +23,9 @@ class BackboneConfig:
     return_stride4: also return the stride-4 map (layer1) as the first level.
     freeze_at: stem+layer1 are frozen by default ("layer1"); "none" trains all,
     "all" freezes the whole backbone.
+    norm: "frozen_bn" (default; Deformable DETR, for pretrained weights), "batch_norm"
+    (trainable BatchNorm, per process, for training from scratch) or "group_norm"
+    (32 groups, trainable, independent of the batch).
     """
 
     name: str = "resnet50"
@@ -30,6 +33,7 @@ class BackboneConfig:
     return_stride4: bool = False
     freeze_at: Literal["none", "stem", "layer1", "all"] = "layer1"
     dilation: bool = False
+    norm: Literal["frozen_bn", "batch_norm", "group_norm"] = "frozen_bn"
 
 
 @dataclass

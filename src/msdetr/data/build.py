@@ -28,7 +28,7 @@ def resolve_split(config: DataConfig, split: Split) -> SplitSource:
         return find_split(config.root, name)
     synth = config.synthetic
     root = ensure_synthetic_dataset(synth.directory, train=synth.train, val=synth.val, size=synth.size,
-                                    seed=synth.seed)
+                                    seed=synth.seed, layout=synth.layout)
     return find_split(root, split)
 
 

@@ -1,4 +1,4 @@
-"""ResNet backbone from torchvision with frozen BatchNorm (Deformable DETR style)."""
+"""ResNet backbone from torchvision, with frozen BatchNorm (Deformable DETR style) or trainable norms."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ _LAYER_CHANNELS = {
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
 }
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, channels)
+
+
+# model.backbone.norm -> torchvision's `norm_layer`; the state dict keys are the same for all three.
+_NORM_LAYERS = {"frozen_bn": FrozenBatchNorm2d, "batch_norm": nn.BatchNorm2d, "group_norm": _group_norm}
 _FROZEN_PREFIXES = {
     "none": (),
     "stem": ("conv1.", "bn1."),
@@ -55,7 +61,7 @@ class Backbone(nn.Module):
         if cfg.name in ("resnet18", "resnet34") and cfg.dilation:
             raise MsdetrError(f"model.backbone.dilation: {cfg.name} does not support dilation; set it to false")
         kwargs = {"replace_stride_with_dilation": dilation} if cfg.name not in ("resnet18", "resnet34") else {}
-        resnet = getattr(torchvision.models, cfg.name)(weights=weights_enum, norm_layer=FrozenBatchNorm2d, **kwargs)
+        resnet = getattr(torchvision.models, cfg.name)(weights=weights_enum, norm_layer=_NORM_LAYERS[cfg.norm], **kwargs)
         if cfg.weights not in (None, "imagenet"):
             _load_local_weights(resnet, Path(cfg.weights))
         layers = ["layer2", "layer3", "layer4"]

@@ -17,6 +17,14 @@ def _blobs(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
 
 
+def _soft(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A gentle colour gradient: one random colour varied by up to +-40 over 2-3 cells."""
+    cells = rng.integers(2, 4, size=2)
+    base = random_color(rng, 40, 215)
+    small = np.clip(base + rng.uniform(-40, 40, size=(cells[0], cells[1], 3)), 0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
+
+
 def _mix(rng: np.random.Generator, weight: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 blend of two random colours by `weight` (H, W) in [0, 1]
     (through a 256-entry colour table, much faster than blending in float)."""
@@ -52,9 +60,12 @@ def _grain(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 BACKGROUNDS = (_blobs, _stripes, _checker, _grain)
 
 
-def random_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def random_background(rng: np.random.Generator, height: int, width: int, plain: bool = False) -> np.ndarray:
     """(height, width, 3) uint8: one of smooth colour blobs, stripes, a low-contrast
-    checkerboard or grainy flat colour, with 0-5 thin distractor lines on top."""
+    checkerboard or grainy flat colour, with 0-5 thin distractor lines on top;
+    `plain`: a gentle colour gradient only, no lines."""
+    if plain:
+        return _soft(rng, height, width)
     kind = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     pixels = kind(rng, height, width)
     if pixels.dtype != np.uint8:

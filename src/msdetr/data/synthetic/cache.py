@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from msdetr.data.synthetic.generator import GENERATOR_VERSION, SPLITS, write_synthetic_dataset
+from msdetr.data.synthetic.scene import LAYOUTS
 from msdetr.errors import MsdetrError
 
 MARKER = ".msdetr-synthetic.json"
@@ -26,8 +27,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MSDETR_CACHE") or Path.home() / ".cache" / "msdetr")
 
 
-def _parameters(train: int, val: int, size: int, seed: int) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "train": train, "val": val, "size": size, "seed": seed}
+def _parameters(train: int, val: int, size: int, seed: int, layout: str) -> dict:
+    parameters = {"generator_version": GENERATOR_VERSION, "train": train, "val": val, "size": size, "seed": seed}
+    if layout != "standard":  # datasets cached before layouts existed stay valid
+        parameters["layout"] = layout
+    return parameters
 
 
 def read_marker(root: Path) -> dict | None:
@@ -39,7 +43,9 @@ def read_marker(root: Path) -> dict | None:
         return None
 
 
-def _check_arguments(train: int, val: int, size: int) -> None:
+def _check_arguments(train: int, val: int, size: int, layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise MsdetrError(f"synthetic dataset: unknown layout {layout!r}; use one of {sorted(LAYOUTS)}")
     if train < 0 or val < 0:
         raise MsdetrError(f"synthetic dataset: image counts must be >= 0, got train={train}, val={val}")
     if size < 32:
@@ -60,19 +66,19 @@ def _clear_for_replacement(root: Path) -> None:
 
 
 def create_synthetic_dataset(root: str | Path, train: int = 1000, val: int = 200, size: int = 256,
-                             seed: int = 0) -> Path:
+                             seed: int = 0, layout: str = "standard") -> Path:
     """(Re)generate the synthetic dataset at `root`; returns `root`.
 
     Refuses (MsdetrError) when `root` holds anything but an earlier synthetic dataset.
     """
-    _check_arguments(train, val, size)
+    _check_arguments(train, val, size, layout)
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     _clear_for_replacement(root)  # fail early, before spending time on generation
-    parameters = _parameters(train, val, size, seed)
+    parameters = _parameters(train, val, size, seed, layout)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
-        write_synthetic_dataset(staging, train=train, val=val, size=size, seed=seed)
+        write_synthetic_dataset(staging, train=train, val=val, size=size, seed=seed, layout=layout)
         with open(staging / MARKER, "w", encoding="utf-8") as f:
             json.dump(parameters, f)
         if read_marker(root) == parameters:  # another process finished the same dataset first
@@ -86,12 +92,13 @@ def create_synthetic_dataset(root: str | Path, train: int = 1000, val: int = 200
 
 
 def ensure_synthetic_dataset(root: str | Path | None = None, train: int = 1000, val: int = 200,
-                             size: int = 256, seed: int = 0) -> Path:
+                             size: int = 256, seed: int = 0, layout: str = "standard") -> Path:
     """The synthetic dataset with these parameters at `root` (default: a folder named
     after the parameters in `default_cache_dir()`), generated only if not already there."""
     if root is None:
-        root = default_cache_dir() / f"synthetic-s{size}-train{train}-val{val}-seed{seed}"
+        name = f"synthetic-s{size}-train{train}-val{val}-seed{seed}"
+        root = default_cache_dir() / (name if layout == "standard" else f"{name}-{layout}")
     root = Path(root)
-    if read_marker(root) == _parameters(train, val, size, seed):
+    if read_marker(root) == _parameters(train, val, size, seed, layout):
         return root
-    return create_synthetic_dataset(root, train=train, val=val, size=size, seed=seed)
+    return create_synthetic_dataset(root, train=train, val=val, size=size, seed=seed, layout=layout)

@@ -19,11 +19,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from msdetr.data.synthetic.backgrounds import random_background
-from msdetr.data.synthetic.scene import sample_scene
+from msdetr.data.synthetic.scene import LAYOUTS, sample_scene
 from msdetr.data.synthetic.shapes import SHAPE_NAMES
 
 SPLITS = ("train", "val")
-NOISY_FRACTION = 0.5  # images that get pixel noise (sigma 3-10) over shapes and background
 GENERATOR_VERSION = 1
 # Category ids start at 1 as in COCO.
 CATEGORIES = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_NAMES)]
@@ -42,12 +41,15 @@ def _polygon_area(polygon: np.ndarray) -> float:
     return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def render_image(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, list[dict]]:
-    """One image: ((H, W, 3) uint8 pixels, annotations without ids) for image `index`."""
+def render_image(seed: int, split: str, index: int, size: int, layout: str = "standard",
+                 ) -> tuple[np.ndarray, list[dict]]:
+    """One image: ((H, W, 3) uint8 pixels, annotations without ids) for image `index`;
+    `layout` names a `scene.LAYOUTS` entry."""
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     height, width = _image_size(rng, size)
-    background = random_background(rng, height, width)
-    objects = sample_scene(rng, background)
+    params = LAYOUTS[layout]
+    background = random_background(rng, height, width, plain=params.plain_background)
+    objects = sample_scene(rng, background, layout)
     canvas = Image.fromarray(background)
     draw = ImageDraw.Draw(canvas)
     annotations = []
@@ -64,21 +66,22 @@ def render_image(seed: int, split: str, index: int, size: int) -> tuple[np.ndarr
             "iscrowd": 0,
         })
     pixels = np.asarray(canvas)
-    if rng.uniform() < NOISY_FRACTION:
+    if rng.uniform() < params.noisy_fraction:
         noise = rng.standard_normal(pixels.shape, dtype=np.float32) * rng.uniform(3, 10)
         pixels = np.clip(pixels + noise, 0, 255).astype(np.uint8)
     return pixels, annotations
 
 
-def _render_to_file(job: tuple[int, str, int, int, Path]) -> tuple[int, int, list[dict]]:
-    seed, split, index, size, path = job
-    pixels, annotations = render_image(seed, split, index, size)
+def _render_to_file(job: tuple[int, str, int, int, str, Path]) -> tuple[int, int, list[dict]]:
+    seed, split, index, size, layout, path = job
+    pixels, annotations = render_image(seed, split, index, size, layout)
     # fast settings: zlib level 1 with run-length strategy (25% faster, similar size)
     Image.fromarray(pixels).save(path, compress_level=1, compress_type=zlib.Z_RLE)
     return int(pixels.shape[0]), int(pixels.shape[1]), annotations
 
 
-def write_split(root: Path, split: str, count: int, size: int, seed: int, workers: int | None = None) -> dict:
+def write_split(root: Path, split: str, count: int, size: int, seed: int, workers: int | None = None,
+                layout: str = "standard") -> dict:
     """Render `count` images into `root/<split>/`; return the COCO dict (also written).
 
     Images are rendered by `workers` threads (default: one per CPU); the result does
@@ -86,7 +89,7 @@ def write_split(root: Path, split: str, count: int, size: int, seed: int, worker
     image_dir = root / split
     image_dir.mkdir(parents=True, exist_ok=True)
     names = [f"{index:06d}.png" for index in range(count)]
-    jobs = [(seed, split, index, size, image_dir / name) for index, name in enumerate(names)]
+    jobs = [(seed, split, index, size, layout, image_dir / name) for index, name in enumerate(names)]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         rendered = list(pool.map(_render_to_file, jobs))
     images, annotations = [], []
@@ -96,7 +99,7 @@ def write_split(root: Path, split: str, count: int, size: int, seed: int, worker
         for obj in objects:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **obj})
     coco = {
-        "info": {"description": f"msdetr synthetic shapes ({split}, seed {seed}, size {size})",
+        "info": {"description": f"msdetr synthetic shapes ({split}, seed {seed}, size {size}, {layout} layout)",
                  "version": str(GENERATOR_VERSION)},
         "images": images,
         "annotations": annotations,
@@ -109,11 +112,11 @@ def write_split(root: Path, split: str, count: int, size: int, seed: int, worker
 
 
 def write_synthetic_dataset(root: str | Path, train: int = 1000, val: int = 200, size: int = 256,
-                            seed: int = 0) -> Path:
+                            seed: int = 0, layout: str = "standard") -> Path:
     """Write both splits into `root` (created; existing files of the same names are
     overwritten). Use `msdetr.data.synthetic.create_synthetic_dataset` for a safe,
     atomic write with a completion marker."""
     root = Path(root)
     for split, count in zip(SPLITS, (train, val)):
-        write_split(root, split, count, size, seed)
+        write_split(root, split, count, size, seed, layout=layout)
     return root

@@ -1,11 +1,19 @@
 """Random layout of shapes in one synthetic image.
 
-Counts: about 7% of images are empty, 6% are crowded (12-24 small shapes), the rest
-hold 1 + Poisson(3) shapes (at most 12). Sizes (radius) are log-uniform from 4% to 45%
-of the shorter side (to 10% in crowded images). Shapes are drawn large to small and
-may overlap, but a shape is never placed where it would hide more than half of an
-earlier shape's box. Each shape's colour stands out
-from the background under it (RGB distance >= 60).
+Two layouts (`LAYOUTS`):
+
+``standard``: about 7% of images are empty, 6% are crowded (12-24 small shapes), the
+rest hold 1 + Poisson(3) shapes (at most 12). Sizes (radius) are log-uniform from 4% to
+45% of the shorter side (to 10% in crowded images).
+
+``simple`` (the 5-minute CPU demo): 1 + Poisson(1) shapes (at most 4), never empty or
+crowded, radius log-uniform from 10% to 40% of the shorter side, on smooth colour
+gradients without distractor lines or pixel noise: an easy first task for a small
+model trained from scratch in a few hundred steps.
+
+In both, shapes are drawn large to small and may overlap, but a shape is never placed
+where it would hide more than half of an earlier shape's box. Each shape's colour
+stands out from the background under it (RGB distance >= 60).
 """
 
 from __future__ import annotations
@@ -22,6 +30,27 @@ MIN_CONTRAST = 60.0
 _PLACEMENT_TRIES = 12
 
 
+@dataclass(frozen=True)
+class SceneLayout:
+    """How many shapes an image holds and how large they are (radius as a fraction of
+    the shorter side)."""
+
+    empty_fraction: float
+    crowded_fraction: float
+    mean_extra: float  # shapes in a normal image: 1 + Poisson(mean_extra), at most max_count
+    max_count: int
+    min_radius: float
+    max_radius: float
+    plain_background: bool = False  # a gentle colour gradient, no distractor lines
+    noisy_fraction: float = 0.5  # images that get pixel noise (sigma 3-10)
+
+
+LAYOUTS = {
+    "standard": SceneLayout(0.07, 0.06, 3.0, 12, 0.04, 0.45),
+    "simple": SceneLayout(0.0, 0.0, 1.0, 4, 0.10, 0.40, plain_background=True, noisy_fraction=0.0),
+}
+
+
 @dataclass
 class SceneObject:
     """One shape: class index into SHAPE_NAMES, (V, 2) pixel polygon, RGB colour."""
@@ -31,14 +60,14 @@ class SceneObject:
     color: tuple[int, int, int]
 
 
-def _count(rng: np.random.Generator) -> tuple[int, bool]:
+def _count(rng: np.random.Generator, layout: SceneLayout) -> tuple[int, bool]:
     """(number of shapes, crowded?)."""
     draw = rng.uniform()
-    if draw < 0.07:
+    if draw < layout.empty_fraction:
         return 0, False
-    if draw < 0.13:
+    if draw < layout.empty_fraction + layout.crowded_fraction:
         return int(rng.integers(12, 25)), True
-    return min(12, 1 + int(rng.poisson(3.0))), False
+    return min(layout.max_count, 1 + int(rng.poisson(layout.mean_extra))), False
 
 
 def _color(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, int]:
@@ -63,13 +92,14 @@ def _hides_too_much(box: np.ndarray, boxes: np.ndarray) -> bool:
     return bool((covered > MAX_HIDDEN_FRACTION).any())
 
 
-def sample_scene(rng: np.random.Generator, background: np.ndarray) -> list[SceneObject]:
+def sample_scene(rng: np.random.Generator, background: np.ndarray, layout: str = "standard") -> list[SceneObject]:
     """Shapes for one (H, W, 3) uint8 background, in drawing order (later on top)."""
     height, width = background.shape[:2]
-    count, crowded = _count(rng)
+    params = LAYOUTS[layout]
+    count, crowded = _count(rng, params)
     short = min(height, width)
-    min_radius = max(4.0, 0.04 * short)
-    max_radius = (0.1 if crowded else 0.45) * short
+    min_radius = max(4.0, params.min_radius * short)
+    max_radius = (0.1 if crowded else params.max_radius) * short
     categories = rng.integers(len(SHAPE_NAMES), size=count)
     radii = np.exp(rng.uniform(np.log(min_radius), np.log(max_radius), size=count))
     order = np.argsort(-radii, kind="stable")  # large shapes first, small ones on top
