@@ -13,9 +13,9 @@ from torchvision.utils import draw_bounding_boxes
 from msdetr.data.collate import collate
 from msdetr.evaluation.evaluate import predict_batches
 from msdetr.evaluation.postprocess import Detections
+from msdetr.inference.drawing import draw_detections as draw_boxes
+from msdetr.inference.drawing import save_image
 
-_PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
-            "#fabed4", "#469990", "#dcbeff", "#9a6324"]  # fmt: skip
 VIS_NMS_IOU = 0.5  # class-wise NMS for drawing only, so one object shows one box
 
 
@@ -29,17 +29,11 @@ def draw_detections(image_path: str | Path, detections: Detections, class_names:
     if ground_truth is not None and len(ground_truth):
         pixels = draw_bounding_boxes(pixels, ground_truth.float(), colors="white", width=1)
     keep = (detections.scores >= score_threshold).nonzero().flatten()[:max_boxes]
-    boxes, scores, labels = detections.boxes[keep], detections.scores[keep], detections.labels[keep]
-    if len(boxes):
-        names = [class_names[c] if class_names and c < len(class_names) and class_names[c] else str(c)
-                 for c in labels.tolist()]  # fmt: skip
-        text = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
-        colors = [_PALETTE[c % len(_PALETTE)] for c in labels.tolist()]
-        pixels = draw_bounding_boxes(pixels, boxes.float(), labels=text, colors=colors, width=2)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(out_path)
-    return out_path
+    labels = detections.labels[keep]
+    names = [class_names[c] if class_names and c < len(class_names) and class_names[c] else str(c)
+             for c in labels.tolist()]  # fmt: skip
+    pixels = draw_boxes(pixels, detections.boxes[keep], labels, names, detections.scores[keep])
+    return save_image(pixels, out_path)
 
 
 def draw_validation_predictions(model, dataset, count: int, out_dir: Path, device: torch.device,
