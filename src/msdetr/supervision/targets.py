@@ -53,7 +53,9 @@ class PaddedTargets:
         return any(count != self.max_count for count in self.counts)
 
     def repeat(self, times: int) -> PaddedTargets:
-        """The batch repeated `times` times along dim 0 (one copy per decoder layer)."""
+        """The batch repeated `times` times along dim 0 (one copy per decoder layer); itself for 1."""
+        if times == 1:
+            return self
         return PaddedTargets(
             boxes=self.boxes.repeat(times, 1, 1),
             labels=self.labels.repeat(times, 1),
@@ -62,18 +64,28 @@ class PaddedTargets:
         )
 
 
+def _on(tensor: Tensor, device: torch.device, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
+    """`tensor.to(device, dtype).reshape(shape)`, skipping the calls where they would change nothing:
+    each tensor operation has a fixed cost, and this runs for every assigner call."""
+    same_layout = tensor.ndim == len(shape) and tensor.shape[1:] == shape[1:]
+    if same_layout and tensor.device == device and tensor.dtype == dtype:
+        return tensor
+    return tensor.to(device, dtype).reshape(shape)
+
+
 def pad_targets(targets: Targets, device: torch.device) -> PaddedTargets:
     """Stack per-image targets into padded (B, T, ...) tensors on `device`."""
     counts = [int(t["labels"].shape[0]) for t in targets]
-    boxes = pad_sequence(
-        [t["boxes"].to(device, torch.float32).reshape(-1, 4) for t in targets], batch_first=True
-    )
-    labels = pad_sequence(
-        [t["labels"].to(device, torch.int64).reshape(-1) for t in targets], batch_first=True
-    )
+    boxes = [_on(t["boxes"], device, torch.float32, (-1, 4)) for t in targets]
+    labels = [_on(t["labels"], device, torch.int64, (-1,)) for t in targets]
+    if counts and len(set(counts)) == 1:  # no padding: a plain stack (cheaper; this runs for every assigner call)
+        boxes, labels = torch.stack(boxes), torch.stack(labels)
+        valid = torch.ones(labels.shape, dtype=torch.bool, device=device)
+        return PaddedTargets(boxes=boxes, labels=labels, valid=valid, counts=counts)
+    boxes = pad_sequence(boxes, batch_first=True)
+    labels = pad_sequence(labels, batch_first=True)
     valid = torch.arange(boxes.shape[1], device=device) < torch.tensor(counts, device=device)[:, None]
-    if any(count != boxes.shape[1] for count in counts):
-        boxes = torch.where(valid[..., None], boxes, torch.tensor(_PAD_BOX, device=device))
+    boxes = torch.where(valid[..., None], boxes, torch.tensor(_PAD_BOX, device=device))
     return PaddedTargets(boxes=boxes, labels=labels, valid=valid, counts=counts)
 
 

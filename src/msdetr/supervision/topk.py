@@ -75,8 +75,8 @@ class TopKAssigner:
     def scores(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
         """(B, T, Q) float32 matching scores; -inf on padded target slots."""
         with autocast_disabled(predictions.logits.device):
-            iou = pairwise_box_iou(padded.boxes, predictions.boxes.detach().float(), in_fmt="cxcywh")
-            logits = predictions.logits.detach().float().transpose(1, 2)  # (B, C, Q)
+            iou = pairwise_box_iou(padded.boxes, predictions.boxes.float(), in_fmt="cxcywh")
+            logits = predictions.logits.float().transpose(1, 2)  # (B, C, Q)
             image = torch.arange(logits.shape[0], device=logits.device)[:, None]
             class_score = logits[image, padded.labels].sigmoid_()  # (B, T, Q)
             score = iou.mul_(self.iou_weight).add_(class_score.mul_(self.class_weight))
@@ -123,7 +123,12 @@ class TopKAssigner:
         return [result[layer] for layer in range(num_layers)]
 
     def _assign(self, predictions: LayerPredictions, padded: PaddedTargets, rows: _Rows) -> Assignment:
-        """Assignment of every row of the flattened (layer, image) batch, see `_Rows`."""
+        """Assignment of every row of the flattened (layer, image) batch, see `_Rows`.
+
+        On the CPU a large part of the time goes to the fixed cost of each tensor operation
+        (see docs/benchmarks.md), so the steps below use few operations, and no slow
+        index-returning reduction but `topk` (outside a rare exact fallback for ties).
+        """
         device = predictions.logits.device
         batch, num_queries = predictions.logits.shape[:2]
         if padded.max_count == 0 or num_queries == 0:
@@ -135,71 +140,95 @@ class TopKAssigner:
         scores = self.scores(predictions, padded)
         k = min(self.k, num_queries)
         top_scores, top_queries = scores.topk(k, dim=2)  # (B, T, k), best first
-        # topk ranks NaN first, so a NaN anywhere in a target's scores shows in its best score
-        # (padded target rows hold -inf, never NaN).
-        nan_count = torch.isnan(top_scores[..., 0]).sum(dim=1)
         if self.mode == "official":
-            per_target = self._official_positive_counts(scores, top_queries[..., 0], padded, nan_count, rows)
-            take = torch.arange(k, device=device) < per_target.clamp(max=k)[..., None]
+            per_target = self._official_positive_counts(scores, top_queries[..., 0], padded, rows)
+            take = torch.arange(k, device=device) < per_target[..., None]  # (B, T, k)
         else:
-            rows.raise_on_nan(nan_count.tolist())
+            # topk ranks NaN first, so a NaN anywhere in a target's scores shows in its best score
+            # (padded target rows hold -inf, never NaN).
+            rows.raise_on_nan(torch.isnan(top_scores[..., 0]).sum(dim=1).tolist())
             take = top_scores >= self.threshold  # padded rows: -inf
         return _taken_pairs(top_scores, top_queries, take)
 
     def _official_positive_counts(
-        self,
-        scores: Tensor,
-        best_query: Tensor,
-        padded: PaddedTargets,
-        nan_count: Tensor,
-        rows: _Rows,
+        self, scores: Tensor, best_query: Tensor, padded: PaddedTargets, rows: _Rows
     ) -> Tensor:
         """(B, T) number of subsampled positive queries whose best target is each target.
 
-        scores: (B, T, Q); best_query: (B, T) each target's best query; nan_count: (B,)
-        targets with NaN scores per image (an error, checked with the subsampling's sync).
+        scores: (B, T, Q); best_query: (B, T) each target's best query.
         """
-        positive = scores.amax(dim=1) >= self.threshold  # (B, Q): the query's best score passes
+        best_score = scores.amax(dim=1)  # (B, Q) each query's best score; NaN if any of its scores is
+        positive = best_score >= self.threshold  # (B, Q): the query's best score passes
         # Each target's best query is positive whatever its score; it counts for its own best target.
         if padded.has_padding:
             forced = torch.zeros(positive.shape, dtype=torch.int64, device=positive.device)
             positive |= forced.scatter_add_(1, best_query, padded.valid.long()) > 0
         else:
             positive.scatter_(1, best_query, True)
-        kept = self._subsample(positive, rows, nan_count)
-        image, query = kept.nonzero(as_tuple=True)
-        # The official `max` over targets (first target on ties), for the kept queries only.
-        best_target = scores.transpose(1, 2)[image, query].max(dim=1).indices
-        counts = torch.zeros_like(best_query)
-        return counts.index_put_((image, best_target), torch.ones_like(best_target), accumulate=True)
+        # 1.0 where a target reaches its query's best score (padded rows: -inf, only where the
+        # image has no target at all, and then no query is positive).
+        at_best = torch.eq(scores, best_score[:, None, :], out=torch.empty_like(scores))
+        # The sum over the queries is NaN exactly where a score is NaN (there are no +inf scores).
+        kept, num_kept = self._subsample(positive, rows, best_score.sum(dim=1))
+        return _best_target_counts(scores, at_best, kept, num_kept)
 
-    def _subsample(self, positive: Tensor, rows: _Rows, nan_count: Tensor | None = None) -> Tensor:
+    def _subsample(self, positive: Tensor, rows: _Rows, nan_check: Tensor | None = None) -> tuple[Tensor, int]:
         """Keep at most int(positive_fraction * Q) positives per image, at random.
 
-        positive: (rows, Q) bool, drawn in `rows.draw_order`. nan_count: (rows,)
-        NaN-scored targets per row, raised here with the one device-to-host transfer.
-        Consumes the random source like the official sampler: per row, a permutation of
-        the positives (the first `cap` are kept) and one of the negatives (unused, drawn
-        for the same random stream).
+        positive: (rows, Q) bool, drawn in `rows.draw_order`. nan_check: (rows,) float,
+        NaN where the row's matching scores hold NaN (an error, raised here with the one
+        device-to-host transfer). Consumes the random source like the official sampler: per
+        row, a permutation of the positives (the first `cap` are kept) and one of the
+        negatives (unused, drawn for the same random stream).
+        Returns the (rows, Q) bool kept positives and their total number.
         """
         batch, num_queries = positive.shape
+        device = positive.device
         cap = int(num_queries * self.positive_fraction)
-        if nan_count is None:
-            nan_count = torch.zeros(batch, dtype=torch.int64, device=positive.device)
-        num_positive, nan_per_image = torch.stack([positive.sum(dim=1), nan_count]).tolist()
-        rows.raise_on_nan(nan_per_image)
-        kept_rank = torch.ones_like(positive)
-        for image in rows.draw_sequence():
-            count = num_positive[image]
-            order = torch.randperm(count, device=positive.device, generator=self.generator)
-            torch.randperm(num_queries - count, device=positive.device, generator=self.generator)
+        if nan_check is None:
+            num_positive = positive.sum(dim=1).tolist()
+        else:
+            num_positive, nan_check = torch.stack([positive.sum(dim=1), nan_check]).tolist()  # float
+            rows.raise_on_nan([value != value for value in nan_check])
+            num_positive = [int(count) for count in num_positive]
+        over_cap: list[int] = []  # rows with more positives than the cap
+        kept_ranks: list[Tensor] = []  # their kept positives, as ranks among the row's positives
+        for row in rows.draw_sequence():
+            count = num_positive[row]
+            order = torch.randperm(count, device=device, generator=self.generator)
+            torch.randperm(num_queries - count, device=device, generator=self.generator)
             if count > cap:
-                kept_rank[image] = False
-                kept_rank[image, order[:cap]] = True
-        if all(count <= cap for count in num_positive):
-            return positive
-        rank = (positive.cumsum(dim=1) - 1).clamp(min=0)  # rank of each positive among its image's positives
-        return positive & kept_rank.gather(1, rank)
+                over_cap.append(row)
+                kept_ranks.append(order[:cap])
+        num_kept = sum(min(count, cap) for count in num_positive)
+        if not over_cap:
+            return positive, num_kept
+        # keep_rank[row, r]: whether the row's positive of rank r (in query order) is kept.
+        keep_rank = torch.ones_like(positive)
+        over_rows = torch.tensor(over_cap, device=device)[:, None]
+        keep_rank[over_rows] = False
+        keep_rank[over_rows, torch.stack(kept_ranks)] = True
+        rank = positive.cumsum(dim=1).sub_(1).clamp_(min=0)  # rank of each positive among its row's positives
+        return keep_rank.gather(1, rank).logical_and_(positive), num_kept
+
+
+def _best_target_counts(scores: Tensor, at_best: Tensor, kept: Tensor, num_kept: int) -> Tensor:
+    """(B, T) number of kept queries whose best target (the first one on ties, as the official
+    `max` over targets) is each target, as exact integers in `scores`' dtype.
+
+    scores: (B, T, Q); at_best: (B, T, Q) 1.0 where a target reaches its query's best score,
+    else 0.0 (overwritten); kept: (B, Q) bool, with `num_kept` True entries in all.
+    Index-returning reductions are slow on the CPU, so this counts the (target, kept query)
+    pairs at the query's best score, and falls back to the official `max` only if a kept query
+    reaches it at several targets (then the counts add up to more than `num_kept`).
+    """
+    counts = at_best.mul_(kept[:, None, :]).sum(dim=2)  # (B, T)
+    if counts.sum().item() == num_kept:
+        return counts
+    image, query = kept.nonzero(as_tuple=True)
+    best_target = scores.transpose(1, 2)[image, query].max(dim=1).indices
+    counts = torch.zeros_like(counts)
+    return counts.index_put_((image, best_target), torch.ones_like(best_target, dtype=counts.dtype), accumulate=True)
 
 
 @dataclass
@@ -215,10 +244,10 @@ class _Rows:
         """Row indices in the order of the official random draws (layer by layer, image by image)."""
         return [i * self.batch_size + b for i in self.draw_order for b in range(self.batch_size)]
 
-    def raise_on_nan(self, nan_counts: list[int]) -> None:
-        """nan_counts: per row, targets whose matching scores hold NaN."""
-        for row, count in enumerate(nan_counts):
-            if count:
+    def raise_on_nan(self, has_nan: list) -> None:
+        """has_nan: per row, whether (or for how many targets) its matching scores hold NaN."""
+        for row, flag in enumerate(has_nan):
+            if flag:
                 layer = (
                     f" (decoder layer {self.layers[row // self.batch_size]})" if len(self.layers) > 1 else ""
                 )
@@ -233,9 +262,9 @@ def _taken_pairs(top_scores: Tensor, top_queries: Tensor, take: Tensor) -> Assig
     """Per image, the taken entries of the (B, T, k) top-k tables as (pred_idx, target_idx),
     by increasing score (a stable sort: equal scores keep the target order)."""
     k = take.shape[2]
-    masked = top_scores.masked_fill(~take, float("inf")).flatten(1)  # (B, T * k)
+    masked = torch.where(take, top_scores, float("inf")).flatten(1)  # (B, T * k)
     order = masked.sort(dim=1, stable=True).indices
     queries = top_queries.flatten(1).gather(1, order)
-    targets = torch.div(order, k, rounding_mode="floor")
+    targets = order.div_(k, rounding_mode="floor")
     counts = take.flatten(1).sum(dim=1).tolist()
-    return [(queries[b, :n], targets[b, :n]) for b, n in enumerate(counts)]
+    return [(q[:n], t[:n]) for q, t, n in zip(queries.unbind(), targets.unbind(), counts)]
