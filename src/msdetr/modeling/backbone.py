@@ -61,7 +61,8 @@ class Backbone(nn.Module):
         if cfg.name in ("resnet18", "resnet34") and cfg.dilation:
             raise MsdetrError(f"model.backbone.dilation: {cfg.name} does not support dilation; set it to false")
         kwargs = {"replace_stride_with_dilation": dilation} if cfg.name not in ("resnet18", "resnet34") else {}
-        resnet = getattr(torchvision.models, cfg.name)(weights=weights_enum, norm_layer=_NORM_LAYERS[cfg.norm], **kwargs)
+        resnet_fn = getattr(torchvision.models, cfg.name)
+        resnet = resnet_fn(weights=weights_enum, norm_layer=_NORM_LAYERS[cfg.norm], **kwargs)
         if cfg.weights not in (None, "imagenet"):
             _load_local_weights(resnet, Path(cfg.weights))
         layers = ["layer2", "layer3", "layer4"]
