@@ -6,9 +6,10 @@ The sampling and weighting run in float32 even under autocast.
 
 The computation is the reference one (bilinear samples of every level, weighted
 by the attention weights and summed), arranged for memory traffic: samples are
-laid out queries-last, levels are never stacked, and the weighted sum is one
-multiply-add per (level, point) with a matching hand-written backward. Under
-tracing/export the weighting falls back to plain operators.
+laid out queries-last, levels are never stacked, the weighted sum is one
+multiply-add per (level, point), and all of it runs a cache-sized chunk of
+(batch x head) maps at a time, forward and (hand-written) backward. Under
+tracing/export it is plain operators.
 
 Shapes: N batch, Lq queries, S = sum(H_l * W_l) value tokens over L levels,
 M heads, P points per head and level, D = hidden_dim / M.
@@ -23,63 +24,86 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _point_sum(sampled: list[Tensor], weights: Tensor) -> Tensor:
-    """sum over levels l and points p of sampled[l][:, :, p] * weights[:, l, p], one multiply-add each.
+def _chunk_size(num_maps: int, channels: int, num_points: int, num_queries: int) -> int:
+    """Value maps (batch x heads) per chunk so that one level's samples of a chunk,
+    (chunk, D, P, Lq) float32, stay around 1 MiB: small enough to be consumed from the
+    CPU cache right after `grid_sample` writes them."""
+    return max(1, min(num_maps, (1 << 18) // max(1, channels * num_points * num_queries)))
 
-    sampled: L tensors (B, D, P, Lq); weights: (B, L, P, Lq); returns (B, D, Lq).
-    No (B, D, P, Lq) product is ever written: on the CPU this is several times
-    faster than `(sampled * weights).sum()`, which is bound by memory traffic.
+
+def _sample_and_weight(maps: list[Tensor], grids: list[Tensor], weights: Tensor, chunk: int,
+                       keep: list | None = None) -> Tensor:
+    """Sample every level and mix, `chunk` maps at a time; no autograd.
+
+    maps: L tensors (B, D, H_l, W_l); grids: L tensors (B, P, Lq, 2) in [-1, 1];
+    weights: (B, L, P, Lq); returns (B, D, Lq). Each chunk's samples of a level,
+    (chunk, D, P, Lq), are weighted into the chunk's output while still in cache.
+    `keep`, when given, receives the samples of every (chunk, level) for a backward.
     """
-    out = None
-    for level, level_sampled in enumerate(sampled):
-        for p in range(level_sampled.shape[2]):
-            w = weights[:, level, p].unsqueeze(1)  # (B, 1, Lq)
-            if out is None:
-                out = level_sampled[:, :, p] * w
-            else:
-                out.addcmul_(level_sampled[:, :, p], w)
+    b, d = maps[0].shape[:2]
+    p, lq = grids[0].shape[1:3]
+    out = maps[0].new_empty(b, d, lq)
+    for start in range(0, b, chunk):
+        end = min(start + chunk, b)
+        out_chunk = out[start:end]
+        for level, (value_map, grid) in enumerate(zip(maps, grids)):
+            sampled = F.grid_sample(value_map[start:end], grid[start:end], mode="bilinear", padding_mode="zeros",
+                                    align_corners=False)
+            if keep is not None:
+                keep.append(sampled)
+            for point in range(p):
+                w = weights[start:end, level, point].unsqueeze(1)  # (chunk, 1, Lq)
+                if level == 0 and point == 0:
+                    torch.mul(sampled[:, :, point], w, out=out_chunk)
+                else:
+                    out_chunk.addcmul_(sampled[:, :, point], w)
     return out
 
 
-class _WeightedPointSum(torch.autograd.Function):
-    """`_point_sum` with a backward pass that also avoids (B, D, P, Lq) temporaries."""
+class _SampleAndWeight(torch.autograd.Function):
+    """`_sample_and_weight` with a backward that also runs chunk by chunk: the gradient
+    of a chunk's samples is made, handed to grid_sample's backward and dropped while in cache."""
 
     @staticmethod
-    def forward(ctx, weights: Tensor, *sampled: Tensor) -> Tensor:
-        ctx.save_for_backward(weights, *sampled)
-        return _point_sum(list(sampled), weights)
+    def forward(ctx, chunk: int, weights: Tensor, *levels: Tensor) -> Tensor:
+        """weights: (B, L, P, Lq); levels: L maps (B, D, H_l, W_l), then L grids (B, P, Lq, 2)."""
+        num_levels = len(levels) // 2
+        maps, grids = list(levels[:num_levels]), list(levels[num_levels:])
+        ctx.chunk = chunk
+        ctx.sampled = []  # intermediates, (chunk, level) order
+        ctx.save_for_backward(weights, *levels)
+        return _sample_and_weight(maps, grids, weights, chunk, keep=ctx.sampled)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        """grad: (B, D, Lq) -> grads of weights (B, L, P, Lq) and of each level's (B, D, P, Lq)."""
-        weights, *sampled = ctx.saved_tensors
+        """grad: (B, D, Lq) -> None (chunk), grads of weights, of each map and of each grid."""
+        weights, *levels = ctx.saved_tensors
+        num_levels = len(levels) // 2
+        maps, grids = levels[:num_levels], levels[num_levels:]
         grad = grad.contiguous()  # often a transposed view: the loops below want rows of Lq
-        grad_weights = torch.empty_like(weights) if ctx.needs_input_grad[0] else None
-        grad_sampled = []
-        for level, level_sampled in enumerate(sampled):
-            needed = ctx.needs_input_grad[1 + level]
-            grad_sampled.append(grad.unsqueeze(2) * weights[:, level].unsqueeze(1) if needed else None)
-            if grad_weights is not None:
+        grad_weights = torch.empty_like(weights)
+        grad_maps = [torch.empty_like(m) for m in maps]
+        grad_grids = [torch.empty_like(g) for g in grids]
+        sampled = iter(ctx.sampled)
+        b = weights.shape[0]
+        for start in range(0, b, ctx.chunk):
+            end = min(start + ctx.chunk, b)
+            grad_chunk = grad[start:end]
+            for level in range(num_levels):
+                level_sampled = next(sampled)
+                grad_sampled = grad_chunk.unsqueeze(2) * weights[start:end, level].unsqueeze(1)
+                grad_map, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
+                    grad_sampled, maps[level][start:end], grids[level][start:end], 0, 0, False, [True, True])
+                grad_maps[level][start:end] = grad_map
+                grad_grids[level][start:end] = grad_grid
                 # sum over D of grad * sampled, one multiply-add per channel
-                out = grad_weights[:, level]
-                torch.mul(level_sampled[:, 0], grad[:, 0, None], out=out)
+                out = grad_weights[start:end, level]
+                torch.mul(level_sampled[:, 0], grad_chunk[:, 0, None], out=out)
                 for c in range(1, level_sampled.shape[1]):
-                    out.addcmul_(level_sampled[:, c], grad[:, c, None])
-        return (grad_weights, *grad_sampled)
-
-
-def _weighted_point_sum(sampled: list[Tensor], weights: Tensor) -> Tensor:
-    """sampled: L tensors (B, D, P, Lq), weighted by weights (B, L, P, Lq), summed -> (B, D, Lq)."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
-        # plain operators for the exporters
-        out = (sampled[0] * weights[:, 0].unsqueeze(1)).sum(2)
-        for level in range(1, len(sampled)):
-            out = out + (sampled[level] * weights[:, level].unsqueeze(1)).sum(2)
-        return out
-    if torch.is_grad_enabled() and (weights.requires_grad or any(s.requires_grad for s in sampled)):
-        return _WeightedPointSum.apply(weights, *sampled)
-    return _point_sum(sampled, weights)
+                    out.addcmul_(level_sampled[:, c], grad_chunk[:, c, None])
+        ctx.sampled = None
+        return (None, grad_weights, *grad_maps, *grad_grids)
 
 
 def ms_deform_attn_sample(
@@ -138,7 +162,8 @@ def _sample_transposed(
     along contiguous rows of Lq values, and the levels are mixed by one multiply-add per
     (level, point) into a single (N*M, D, Lq) output: the (N*M, D, Lq, L*P) stack of
     all levels that the reference implementation builds is never materialized (nor its
-    gradient).
+    gradient). On the CPU this runs a few (batch x head) maps at a time (`_chunk_size`),
+    so that each chunk's samples are weighted while still in cache.
     """
     n, c, s = value.shape
     m = num_heads
@@ -151,13 +176,23 @@ def _sample_transposed(
     # (N, Lq, M, L, P, 2) -> L tensors (N*M, P, Lq, 2), one copy; unbind, not indexing: the
     # gradient of an indexed level would be a zero-filled buffer of all levels
     grids = grids.permute(0, 2, 3, 4, 1, 5).reshape(n * m, num_levels, p, lq, 2).unbind(1)
-    sampled = [
-        F.grid_sample(values[level].view(n * m, d, h, w), grids[level], mode="bilinear", padding_mode="zeros",
-                      align_corners=False)
-        for level, (h, w) in enumerate(spatial_shapes)
-    ]
-    # L times (N*M, D, P, Lq) weighted by (N*M, L, P, Lq), summed over levels and points -> (N*M, D, Lq)
-    return _weighted_point_sum(sampled, weights).view(n, c, lq)
+    maps = [values[level].view(n * m, d, h, w) for level, (h, w) in enumerate(spatial_shapes)]
+    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    if exporting or value.device.type != "cpu":
+        # plain operators, for the exporters and for accelerators (where the chunked
+        # CPU path below would only multiply kernel launches): sample, weight, sum
+        sampled = [F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+                   for v, g in zip(maps, grids)]
+        out = (sampled[0] * weights[:, 0].unsqueeze(1)).sum(2)
+        for level in range(1, num_levels):
+            out = out + (sampled[level] * weights[:, level].unsqueeze(1)).sum(2)
+        return out.view(n, c, lq)
+    chunk = _chunk_size(n * m, d, p, lq)
+    # L levels of (N*M, D, P, Lq) samples weighted by (N*M, L, P, Lq), summed over levels
+    # and points -> (N*M, D, Lq)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (weights, *maps, *grids)):
+        return _SampleAndWeight.apply(chunk, weights, *maps, *grids).view(n, c, lq)
+    return _sample_and_weight(maps, grids, weights, chunk).view(n, c, lq)
 
 
 class MultiScaleDeformableAttention(nn.Module):
