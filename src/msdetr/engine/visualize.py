@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.ops import box_convert
+from torchvision.ops import box_convert, nms
 from torchvision.utils import draw_bounding_boxes
 
 from msdetr.data.collate import collate
@@ -16,7 +16,7 @@ from msdetr.evaluation.postprocess import Detections
 from msdetr.inference.drawing import draw_detections as draw_boxes
 from msdetr.inference.drawing import save_image
 
-VIS_NMS_IOU = 0.5  # class-wise NMS for drawing only, so one object shows one box
+VIS_NMS_IOU = 0.5  # NMS for drawing only (class-wise, then across classes), so one object shows one box
 
 
 def draw_detections(image_path: str | Path, detections: Detections, class_names: list[str] | None,
@@ -28,7 +28,9 @@ def draw_detections(image_path: str | Path, detections: Detections, class_names:
     pixels = torch.from_numpy(np.array(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)
     if ground_truth is not None and len(ground_truth):
         pixels = draw_bounding_boxes(pixels, ground_truth.float(), colors="white", width=1)
-    keep = (detections.scores >= score_threshold).nonzero().flatten()[:max_boxes]
+    keep = (detections.scores >= score_threshold).nonzero().flatten()
+    # One box per object in the picture: class-agnostic NMS (for drawing only; metrics use all detections).
+    keep = keep[nms(detections.boxes[keep].float(), detections.scores[keep].float(), VIS_NMS_IOU)][:max_boxes]
     labels = detections.labels[keep]
     names = [class_names[c] if class_names and c < len(class_names) and class_names[c] else str(c)
              for c in labels.tolist()]  # fmt: skip
