@@ -25,6 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from msdetr.ops.boxes import box_cxcywh_to_xyxy, pairwise_box_iou, pairwise_generalized_box_iou
 from msdetr.supervision import HungarianAssigner, LayerPredictions, TopKAssigner
 from msdetr.supervision.hungarian import focal_matching_cost
+from msdetr.supervision.targets import pad_targets
 
 
 @torch.no_grad()
@@ -206,6 +207,35 @@ def run(repeats: int, device: torch.device, num_layers: int) -> list[dict]:
     return rows
 
 
+def breakdown(repeats: int, device: torch.device, num_queries: int = 900, num_targets: int = 50) -> dict:
+    """How close the top-K assigner is to its floor: one decoder layer, interleaved (ms).
+
+    dense: the work every implementation does on the (B, T, Q) matrix (matching scores,
+    `topk` over the queries, best score over the targets); the loop does the same work image
+    by image. loop / dense bounds the speed-up of any implementation built from these tensor
+    operations, whatever its bookkeeping costs.
+    """
+    predictions, targets = random_problem(2, num_queries, num_targets)
+    predictions, targets = to_device(predictions, targets, device)
+    assigner = TopKAssigner()
+    padded = pad_targets(targets, device)
+
+    def dense():
+        scores = assigner.scores(predictions, padded)
+        return scores.topk(assigner.k, dim=2), scores.amax(dim=1)
+
+    functions = {
+        "loop": lambda: loop_topk_official(predictions, targets),
+        "ours": lambda: assigner(predictions, targets),
+        "dense": dense,
+    }
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            times[name].append(median_ms(function, 3, device))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def print_table(rows: list[dict], suffix: str) -> None:
     columns = ["queries", "targets/image", "top-K loop", "top-K ours", "speed-up"]
     columns += ["Hungarian baseline", "Hungarian ours", "speed-up"]
@@ -229,10 +259,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layers", type=int, default=6, help="decoder layers of the training-step table")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="only: the top-K assigner against its floor at 900 x 50"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.breakdown:
+        times = breakdown(args.repeats, device)
+        print(
+            f"device {device}, {torch.get_num_threads()} threads, 900 queries x 50 targets, batch 2, one layer: "
+            f"loop {times['loop']:.2f} ms, ours {times['ours']:.2f} ms ({times['loop'] / times['ours']:.1f}x), "
+            f"dense part alone {times['dense']:.2f} ms (bound {times['loop'] / times['dense']:.1f}x)"
+        )
+        return
     rows = run(args.repeats, device, args.layers)
     print(
         f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "

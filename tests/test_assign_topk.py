@@ -219,12 +219,12 @@ def test_float32_under_bfloat16_autocast():
 
 
 @pytest.mark.parametrize("mode", ["official", "paper"])
-@pytest.mark.parametrize("max_elements", [None, 1])
+@pytest.mark.parametrize("max_elements", [None, 1, 2 * 2 * 7 * 30])
 def test_all_layers_at_once_equal_layer_by_layer_in_official_order(mode, max_elements, monkeypatch):
     """assign_layers = one call per layer (final layer first, then 0, 1, ...), random draws included;
-    also when memory forces one layer at a time."""
+    also when memory forces one layer at a time, or two (chunks [3], [0, 1], [2])."""
     if max_elements is not None:
-        monkeypatch.setattr("msdetr.supervision.targets.MAX_PAIRWISE_ELEMENTS_CPU", max_elements)
+        monkeypatch.setattr("msdetr.supervision.topk.MAX_PAIRWISE_ELEMENTS_CPU", max_elements)
     layers = [random_problem(10 + i, 2, 30, [7, 3], near_fraction=0.9)[0] for i in range(4)]
     targets = random_problem(10, 2, 30, [7, 3])[1]
     logits = torch.stack([p.logits for p in layers])
@@ -245,3 +245,30 @@ def test_nan_in_one_layer_names_image_and_layer():
     boxes[1, 0, 4, 1] = float("nan")
     with pytest.raises(MsdetrError, match=r"image 0 of the batch \(decoder layer 1\)"):
         TopKAssigner().assign_layers(torch.stack([p.logits for p in layers]), boxes, targets)
+
+
+def test_layer_chunks_follow_the_draw_order_and_stay_consecutive():
+    from msdetr.supervision.topk import _chunks
+
+    assert _chunks([5, 0, 1, 2, 3, 4], 6) == [[5, 0, 1, 2, 3, 4]]
+    assert _chunks([5, 0, 1, 2, 3, 4], 2) == [[5], [0, 1], [2, 3], [4]]
+    assert _chunks([5, 0, 1, 2, 3, 4], 1) == [[5], [0], [1], [2], [3], [4]]
+    assert _chunks([2, 0, 1], 2) == [[2], [0, 1]]
+    assert _chunks([0, 2, 1], 2) == [[0], [2, 1]]
+    assert [layer for piece in _chunks([3, 1, 0, 2], 3) for layer in piece] == [3, 1, 0, 2]
+
+
+@pytest.mark.parametrize("positive_fraction", [0.25, 1.0])
+def test_duplicate_targets_follow_the_official_first_target_rule(positive_fraction):
+    """A target given twice: every query reaches its best score at both copies, so the per-target
+    counts take the exact fallback (the official `max` over targets gives the first copy)."""
+    predictions, targets = random_problem(5, 2, 50, [4, 3], near_fraction=0.8)
+    for t in targets:
+        t["boxes"] = torch.cat([t["boxes"], t["boxes"][:1]])
+        t["labels"] = torch.cat([t["labels"], t["labels"][:1]])
+    torch.manual_seed(9)
+    expected = loop_topk_official(predictions, targets, positive_fraction=positive_fraction)
+    torch.manual_seed(9)
+    got = TopKAssigner(positive_fraction=positive_fraction)(predictions, targets)
+    assert_same(got, expected)
+    assert all(len(p) for p, _ in got)

@@ -36,48 +36,61 @@ def box_area(boxes: Tensor) -> Tensor:
 BoxFormat = Literal["xyxy", "cxcywh"]
 
 
-def _corners(boxes: Tensor, in_fmt: BoxFormat) -> tuple[Tensor, Tensor]:
-    """Low (x0, y0) and high (x1, y1) corners of (..., N, 4) boxes as contiguous (..., 2, N)
-    tensors, so that pairwise operations broadcast over both coordinates in one call."""
-    # Row-major (..., 4, N): every result below is then row-major too, which keeps the large
-    # pairwise operations on contiguous memory (a transposed layout makes them several times slower).
-    coords = boxes.transpose(-1, -2).contiguous()
+def _geometry(boxes: Tensor, in_fmt: BoxFormat) -> Tensor:
+    """(..., N, 4) boxes -> contiguous (..., 5, N): rows x0, y0, x1, y1 and the area (computed from
+    the corners, as DETR does)."""
+    first, second = boxes.transpose(-1, -2).unflatten(-2, (2, 2)).unbind(-3)  # (..., 2, N) each
     if in_fmt == "cxcywh":
-        center, half = coords[..., :2, :], 0.5 * coords[..., 2:, :]
-        return center - half, center + half
-    return coords[..., :2, :], coords[..., 2:, :]
+        half = 0.5 * second
+        low, high = first - half, first + half
+    else:
+        low, high = first, second
+    # width * height (a product of two factors: the same rounding as DETR's box_area)
+    area = (high - low).prod(dim=-2, keepdim=True)
+    return torch.cat([low, high, area], dim=-2)
+
+
+def _pairwise_geometry(boxes1: Tensor, boxes2: Tensor, in_fmt: BoxFormat) -> tuple[tuple[Tensor, ...], ...]:
+    """Corners and areas of both box sets, shaped for pairwise broadcasting:
+    (x0, y0, x1, y1, area) of `boxes1` as (..., N, 1) views and of `boxes2` as (..., 1, M) views.
+
+    Both sets go through one conversion when their leading dims and dtypes agree: each tensor
+    operation has a fixed cost, and the assigners call this for every decoder layer. The rows of
+    a contiguous (..., 5, N) geometry keep the large pairwise operations on contiguous memory (a
+    transposed layout makes them several times slower).
+    """
+    n = boxes1.shape[-2]
+    if boxes1.shape[:-2] == boxes2.shape[:-2] and boxes1.dtype == boxes2.dtype:
+        geometry = _geometry(torch.cat([boxes1, boxes2], dim=-2), in_fmt)
+        return geometry[..., :n, None].unbind(-3), geometry[..., None, n:].unbind(-3)
+    return _geometry(boxes1, in_fmt)[..., None].unbind(-3), _geometry(boxes2, in_fmt)[..., None, :].unbind(-3)
 
 
 def _pairwise_extent(
-    low1: Tensor, high1: Tensor, low2: Tensor, high2: Tensor, enclosing: bool
+    geometry1: tuple[Tensor, ...], geometry2: tuple[Tensor, ...], enclosing: bool
 ) -> tuple[Tensor, Tensor]:
     """(..., N, M) area of the intersection (or, with `enclosing`, of the smallest enclosing box)
-    from (..., 2, N) and (..., 2, M) corners, plus a spare (..., N, M) buffer.
+    from `_pairwise_geometry`'s views, plus a spare (..., N, M) buffer.
 
-    Works one axis at a time with in-place operations, so only three (..., N, M)
-    tensors are ever allocated: on the CPU, fresh large allocations (page faults)
-    cost more than the arithmetic.
+    Works one axis at a time with in-place operations, so only three (..., N, M) tensors are
+    ever allocated: on the CPU, large fresh allocations and cache misses cost more than the
+    arithmetic.
     """
+    x0a, y0a, x1a, y1a, _ = geometry1
+    x0b, y0b, x1b, y1b, _ = geometry2
     lower, upper = (torch.minimum, torch.maximum) if enclosing else (torch.maximum, torch.minimum)
-    width = upper(high1[..., 0, :, None], high2[..., 0, None, :])
-    spare = lower(low1[..., 0, :, None], low2[..., 0, None, :])
+    width = upper(x1a, x1b)
+    spare = lower(x0a, x0b)
     width.sub_(spare).clamp_(min=0)
-    height = upper(high1[..., 1, :, None], high2[..., 1, None, :])
-    lower(low1[..., 1, :, None], low2[..., 1, None, :], out=spare)
+    height = upper(y1a, y1b)
+    lower(y0a, y0b, out=spare)
     height.sub_(spare).clamp_(min=0)
     return width.mul_(height), spare
 
 
-def _corner_area(low: Tensor, high: Tensor) -> Tensor:
-    size = high - low
-    return size[..., 0, :] * size[..., 1, :]
-
-
-def _pairwise_inter_union(
-    corners1: tuple[Tensor, Tensor], corners2: tuple[Tensor, Tensor]
-) -> tuple[Tensor, Tensor]:
-    inter, union = _pairwise_extent(*corners1, *corners2, enclosing=False)
-    torch.add(_corner_area(*corners1)[..., :, None], _corner_area(*corners2)[..., None, :], out=union)
+def _pairwise_inter_union(geometry1: tuple[Tensor, ...], geometry2: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    inter, union = _pairwise_extent(geometry1, geometry2, enclosing=False)
+    torch.add(geometry1[4], geometry2[4], out=union)
     return inter, union.sub_(inter)
 
 
@@ -87,7 +100,7 @@ def pairwise_box_iou(boxes1: Tensor, boxes2: Tensor, in_fmt: BoxFormat = "xyxy")
     boxes1: (..., N, 4); boxes2: (..., M, 4), same leading dims, both in `in_fmt`.
     Returns (..., N, M).
     """
-    inter, union = _pairwise_inter_union(_corners(boxes1, in_fmt), _corners(boxes2, in_fmt))
+    inter, union = _pairwise_inter_union(*_pairwise_geometry(boxes1, boxes2, in_fmt))
     return inter.div_(union)
 
 
@@ -97,10 +110,10 @@ def pairwise_generalized_box_iou(boxes1: Tensor, boxes2: Tensor, in_fmt: BoxForm
     boxes1: (..., N, 4); boxes2: (..., M, 4), same leading dims, both in `in_fmt`.
     Returns (..., N, M).
     """
-    corners1, corners2 = _corners(boxes1, in_fmt), _corners(boxes2, in_fmt)
-    inter, union = _pairwise_inter_union(corners1, corners2)
+    geometry = _pairwise_geometry(boxes1, boxes2, in_fmt)
+    inter, union = _pairwise_inter_union(*geometry)
     iou = inter.div_(union)
-    enclosing, spare = _pairwise_extent(*corners1, *corners2, enclosing=True)
+    enclosing, spare = _pairwise_extent(*geometry, enclosing=True)
     # giou = iou - (enclosing - union) / enclosing
     return iou.sub_(torch.sub(enclosing, union, out=spare).div_(enclosing))
 

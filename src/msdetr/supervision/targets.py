@@ -19,9 +19,15 @@ MAX_PAIRWISE_ELEMENTS = 2**26
 MAX_PAIRWISE_ELEMENTS_CPU = 2**17
 
 
-def layers_per_chunk(num_layers: int, elements_per_layer: int, device: torch.device) -> int:
-    """How many decoder layers to assign together (at least 1)."""
-    limit = MAX_PAIRWISE_ELEMENTS_CPU if device.type == "cpu" else MAX_PAIRWISE_ELEMENTS
+def layers_per_chunk(
+    num_layers: int, elements_per_layer: int, device: torch.device, cpu_limit: int | None = None
+) -> int:
+    """How many decoder layers to assign together (at least 1); cpu_limit replaces
+    MAX_PAIRWISE_ELEMENTS_CPU (an assigner whose best chunk size differs, measured)."""
+    if device.type == "cpu":
+        limit = MAX_PAIRWISE_ELEMENTS_CPU if cpu_limit is None else cpu_limit
+    else:
+        limit = MAX_PAIRWISE_ELEMENTS
     return max(1, min(num_layers, limit // max(1, elements_per_layer)))
 
 
@@ -52,6 +58,10 @@ class PaddedTargets:
     def has_padding(self) -> bool:
         return any(count != self.max_count for count in self.counts)
 
+    def image_index(self) -> Tensor:
+        """(B, 1) int64 image indices, for advanced indexing of (B, ...) tensors."""
+        return _arange(self.labels.shape[0], self.labels.device)[:, None]
+
     def repeat(self, times: int) -> PaddedTargets:
         """The batch repeated `times` times along dim 0 (one copy per decoder layer); itself for 1."""
         if times == 1:
@@ -62,6 +72,21 @@ class PaddedTargets:
             valid=self.valid.repeat(times, 1),
             counts=self.counts * times,
         )
+
+
+_ARANGE_CACHE: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _arange(n: int, device: torch.device) -> Tensor:
+    """torch.arange(n) on `device`, cached: the assigners index with it at every call, and each
+    tensor operation has a fixed cost on the CPU. Small (batch sizes), never written to."""
+    key = (n, device)
+    cached = _ARANGE_CACHE.get(key)
+    if cached is None:
+        if len(_ARANGE_CACHE) > 64:
+            _ARANGE_CACHE.clear()
+        cached = _ARANGE_CACHE[key] = torch.arange(n, device=device)
+    return cached
 
 
 def _on(tensor: Tensor, device: torch.device, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:

@@ -26,6 +26,7 @@ given to several targets takes the class of the best-scoring one (see `base`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +40,10 @@ from msdetr.supervision.precision import autocast_disabled
 from msdetr.supervision.targets import PaddedTargets, layers_per_chunk, pad_targets
 
 TopKMode = Literal["official", "paper"]
+
+# On the CPU, the top-K assigner gains from assigning two layers together at 900 queries x 50
+# targets (fewer fixed operation costs), where the Hungarian assigner does not (docs/benchmarks.md).
+MAX_PAIRWISE_ELEMENTS_CPU = 2**18
 
 
 class TopKAssigner:
@@ -70,23 +75,34 @@ class TopKAssigner:
         self.positive_fraction = positive_fraction
         self.mode = mode
         self.generator = generator
+        self._ranks: Tensor | None = None  # arange(k), kept between calls (each operation has a fixed cost)
 
     @torch.no_grad()
     def scores(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
         """(B, T, Q) float32 matching scores; -inf on padded target slots."""
-        with autocast_disabled(predictions.logits.device):
-            iou = pairwise_box_iou(padded.boxes, predictions.boxes.float(), in_fmt="cxcywh")
-            logits = predictions.logits.float().transpose(1, 2)  # (B, C, Q)
-            image = torch.arange(logits.shape[0], device=logits.device)[:, None]
-            class_score = logits[image, padded.labels].sigmoid_()  # (B, T, Q)
-            score = iou.mul_(self.iou_weight).add_(class_score.mul_(self.class_weight))
+        return self._scores(predictions, padded)[0]
+
+    def _scores(self, predictions: LayerPredictions, padded: PaddedTargets) -> tuple[Tensor, Tensor]:
+        """The (B, T, Q) scores and a spare (B, T, Q) float32 buffer of the same layout (the class
+        scores' memory, free once they are added: reusing it keeps the working set in cache)."""
+        logits, boxes = predictions.logits, predictions.boxes
+        with autocast_disabled(logits.device):
+            # (`.float()` only where needed: each tensor operation has a fixed cost on the CPU.)
+            logits = (logits if logits.dtype == torch.float32 else logits.float()).transpose(1, 2)
+            boxes = boxes if boxes.dtype == torch.float32 else boxes.float()
+            class_score = logits[padded.image_index(), padded.labels]  # (B, T, Q)
+            class_score.sigmoid_().mul_(self.class_weight)
+            iou = pairwise_box_iou(padded.boxes, boxes, in_fmt="cxcywh")
+            score = iou.mul_(self.iou_weight).add_(class_score)
         if padded.has_padding:
             score.masked_fill_(~padded.valid[..., None], float("-inf"))
-        return score
+        return score, class_score
 
+    @torch.no_grad()
     def __call__(self, predictions: LayerPredictions, targets: Targets) -> Assignment:
         """One layer: logits (B, Q, C), boxes (B, Q, 4) -> per image (pred_idx, target_idx)."""
-        return self.assign_layers(predictions.logits[None], predictions.boxes[None], targets)[0]
+        padded = pad_targets(targets, predictions.logits.device)
+        return self._assign(predictions, padded, _Rows([0], len(targets), draw_order=[0]))
 
     @torch.no_grad()
     def assign_layers(
@@ -102,16 +118,14 @@ class TopKAssigner:
         order = [num_layers - 1, *range(num_layers - 1)] if order is None else order
         padded = pad_targets(targets, logits.device)
         # Layers in chunks (following `order`) so that a (layers * B, T, Q) score tensor stays bounded.
-        chunk = layers_per_chunk(num_layers, batch * padded.max_count * num_queries, logits.device)
+        chunk = layers_per_chunk(
+            num_layers, batch * padded.max_count * num_queries, logits.device, cpu_limit=MAX_PAIRWISE_ELEMENTS_CPU
+        )
         result: dict[int, Assignment] = {}
-        for start in range(0, num_layers, chunk):
-            draw_layers = order[start : start + chunk]
+        for draw_layers in _chunks(order, chunk):
             layers = sorted(draw_layers)  # rows of the flattened batch: layers[i], image b at i * B + b
             if layers == list(range(layers[0], layers[-1] + 1)):  # consecutive layers: a view
-                chunk_logits, chunk_boxes = (
-                    logits[layers[0] : layers[-1] + 1],
-                    boxes[layers[0] : layers[-1] + 1],
-                )
+                chunk_logits, chunk_boxes = logits[layers[0] : layers[-1] + 1], boxes[layers[0] : layers[-1] + 1]
             else:
                 index = torch.tensor(layers, device=logits.device)
                 chunk_logits, chunk_boxes = logits.index_select(0, index), boxes.index_select(0, index)
@@ -126,7 +140,8 @@ class TopKAssigner:
         """Assignment of every row of the flattened (layer, image) batch, see `_Rows`.
 
         On the CPU a large part of the time goes to the fixed cost of each tensor operation
-        (see docs/benchmarks.md), so the steps below use few operations, and no slow
+        (see docs/benchmarks.md), so the steps below use few operations, two host syncs (the
+        random draws need the positive counts; the result is split per image), and no slow
         index-returning reduction but `topk` (outside a rare exact fallback for ties).
         """
         device = predictions.logits.device
@@ -137,40 +152,47 @@ class TopKAssigner:
             empty = torch.zeros(0, dtype=torch.int64, device=device)
             return [(empty, empty) for _ in range(batch)]
 
-        scores = self.scores(predictions, padded)
+        scores, spare = self._scores(predictions, padded)
         k = min(self.k, num_queries)
         top_scores, top_queries = scores.topk(k, dim=2)  # (B, T, k), best first
-        if self.mode == "official":
-            per_target = self._official_positive_counts(scores, top_queries[..., 0], padded, rows)
-            take = torch.arange(k, device=device) < per_target[..., None]  # (B, T, k)
-        else:
+        if self.mode == "paper":
             # topk ranks NaN first, so a NaN anywhere in a target's scores shows in its best score
             # (padded target rows hold -inf, never NaN).
             rows.raise_on_nan(torch.isnan(top_scores[..., 0]).sum(dim=1).tolist())
-            take = top_scores >= self.threshold  # padded rows: -inf
-        return _taken_pairs(top_scores, top_queries, take)
+            return _taken_pairs(top_scores, top_queries, top_scores >= self.threshold)[0]
+        best_score = scores.amax(dim=1)  # (B, Q) each query's best score
+        positive = self._positive(best_score, top_queries[..., 0], padded)
+        # A target's best score is NaN exactly where its scores hold NaN (topk ranks NaN first;
+        # padded rows are -inf, and there are no +inf scores), so this sum is NaN exactly then.
+        kept, num_kept = self._subsample(positive, rows, top_scores[..., 0].sum(dim=1))
+        # (B, T, 1) kept queries whose best score is reached at each target: the per-target count
+        # of the official code, unless a kept query reaches its best score at two targets (then
+        # the counts add up to more than num_kept; checked below). Exact integers in float32.
+        kept_best = torch.where(kept, best_score, float("nan"))  # NaN never compares equal
+        counts = torch.eq(scores, kept_best[:, None, :], out=spare).sum(dim=2, keepdim=True)
+        pairs, total = _taken_pairs(top_scores, top_queries, self._first(k, counts), counts)
+        if total == num_kept:
+            return pairs
+        counts = _first_best_target_counts(scores, kept)  # ties: the official `max` over targets
+        return _taken_pairs(top_scores, top_queries, self._first(k, counts))[0]
 
-    def _official_positive_counts(
-        self, scores: Tensor, best_query: Tensor, padded: PaddedTargets, rows: _Rows
-    ) -> Tensor:
-        """(B, T) number of subsampled positive queries whose best target is each target.
-
-        scores: (B, T, Q); best_query: (B, T) each target's best query.
-        """
-        best_score = scores.amax(dim=1)  # (B, Q) each query's best score; NaN if any of its scores is
-        positive = best_score >= self.threshold  # (B, Q): the query's best score passes
-        # Each target's best query is positive whatever its score; it counts for its own best target.
+    def _positive(self, best_score: Tensor, best_query: Tensor, padded: PaddedTargets) -> Tensor:
+        """(R, Q) bool: queries whose best score passes the threshold, and each target's best
+        query whatever its score (it still counts for its own best target).
+        best_score: (R, Q); best_query: (R, T) each target's best query."""
+        positive = best_score >= self.threshold
         if padded.has_padding:
             forced = torch.zeros(positive.shape, dtype=torch.int64, device=positive.device)
-            positive |= forced.scatter_add_(1, best_query, padded.valid.long()) > 0
-        else:
-            positive.scatter_(1, best_query, True)
-        # 1.0 where a target reaches its query's best score (padded rows: -inf, only where the
-        # image has no target at all, and then no query is positive).
-        at_best = torch.eq(scores, best_score[:, None, :], out=torch.empty_like(scores))
-        # The sum over the queries is NaN exactly where a score is NaN (there are no +inf scores).
-        kept, num_kept = self._subsample(positive, rows, best_score.sum(dim=1))
-        return _best_target_counts(scores, at_best, kept, num_kept)
+            return positive.logical_or_(forced.scatter_add_(1, best_query, padded.valid.long()) > 0)
+        return positive.scatter_(1, best_query, True)
+
+    def _first(self, k: int, counts: Tensor) -> Tensor:
+        """(B, T, k) bool: the first min(count, k) entries of each target's top-k table, from
+        (B, T, 1) float counts."""
+        ranks = self._ranks
+        if ranks is None or ranks.shape[0] != k or ranks.device != counts.device:
+            ranks = self._ranks = torch.arange(k, device=counts.device, dtype=counts.dtype)
+        return ranks < counts
 
     def _subsample(self, positive: Tensor, rows: _Rows, nan_check: Tensor | None = None) -> tuple[Tensor, int]:
         """Keep at most int(positive_fraction * Q) positives per image, at random.
@@ -191,44 +213,48 @@ class TopKAssigner:
             num_positive, nan_check = torch.stack([positive.sum(dim=1), nan_check]).tolist()  # float
             rows.raise_on_nan([value != value for value in nan_check])
             num_positive = [int(count) for count in num_positive]
-        over_cap: list[int] = []  # rows with more positives than the cap
-        kept_ranks: list[Tensor] = []  # their kept positives, as ranks among the row's positives
+        kept_ranks: list[Tensor | None] = [None] * batch  # per row, the ranks of its kept positives
         for row in rows.draw_sequence():
             count = num_positive[row]
             order = torch.randperm(count, device=device, generator=self.generator)
             torch.randperm(num_queries - count, device=device, generator=self.generator)
-            if count > cap:
-                over_cap.append(row)
-                kept_ranks.append(order[:cap])
+            kept_ranks[row] = order[:cap] if count > cap else order
         num_kept = sum(min(count, cap) for count in num_positive)
-        if not over_cap:
+        if num_kept == sum(num_positive):
             return positive, num_kept
-        # keep_rank[row, r]: whether the row's positive of rank r (in query order) is kept.
-        keep_rank = torch.ones_like(positive)
-        over_rows = torch.tensor(over_cap, device=device)[:, None]
-        keep_rank[over_rows] = False
-        keep_rank[over_rows, torch.stack(kept_ranks)] = True
-        rank = positive.cumsum(dim=1).sub_(1).clamp_(min=0)  # rank of each positive among its row's positives
-        return keep_rank.gather(1, rank).logical_and_(positive), num_kept
+        # The positives of all rows as flat indices, row after row in query order: a row's
+        # positive of rank r is entry r after the row's offset.
+        flat_positive = positive.view(-1).nonzero().squeeze(1)
+        offsets = itertools.accumulate(num_positive[:-1], initial=0)
+        kept_ranks = torch.cat([ranks.add_(offset) if offset else ranks for ranks, offset in zip(kept_ranks, offsets)])
+        kept = torch.zeros(batch * num_queries, dtype=torch.bool, device=device)
+        return kept.index_fill_(0, flat_positive[kept_ranks], True).view(batch, num_queries), num_kept
 
 
-def _best_target_counts(scores: Tensor, at_best: Tensor, kept: Tensor, num_kept: int) -> Tensor:
-    """(B, T) number of kept queries whose best target (the first one on ties, as the official
-    `max` over targets) is each target, as exact integers in `scores`' dtype.
+def _chunks(order: list[int], size: int) -> list[list[int]]:
+    """`order` cut into pieces of at most `size` layers, each (once sorted) a run of consecutive
+    layers where possible, so that its predictions are a view rather than a copy: the default
+    order [L-1, 0, 1, ...] becomes [L-1], [0, 1, ...], ... unless all layers fit in one piece."""
+    if size >= len(order):
+        return [list(order)]
+    pieces: list[list[int]] = []
+    for layer in order:
+        piece = pieces[-1] if pieces else None
+        if piece and len(piece) < size and (layer == min(piece) - 1 or layer == max(piece) + 1):
+            piece.append(layer)
+        else:
+            pieces.append([layer])
+    return pieces
 
-    scores: (B, T, Q); at_best: (B, T, Q) 1.0 where a target reaches its query's best score,
-    else 0.0 (overwritten); kept: (B, Q) bool, with `num_kept` True entries in all.
-    Index-returning reductions are slow on the CPU, so this counts the (target, kept query)
-    pairs at the query's best score, and falls back to the official `max` only if a kept query
-    reaches it at several targets (then the counts add up to more than `num_kept`).
-    """
-    counts = at_best.mul_(kept[:, None, :]).sum(dim=2)  # (B, T)
-    if counts.sum().item() == num_kept:
-        return counts
+
+def _first_best_target_counts(scores: Tensor, kept: Tensor) -> Tensor:
+    """(B, T, 1) number of kept queries whose best target is each target, ties going to the
+    first target as in the official `max` over targets. scores: (B, T, Q); kept: (B, Q) bool."""
     image, query = kept.nonzero(as_tuple=True)
     best_target = scores.transpose(1, 2)[image, query].max(dim=1).indices
-    counts = torch.zeros_like(counts)
-    return counts.index_put_((image, best_target), torch.ones_like(best_target, dtype=counts.dtype), accumulate=True)
+    counts = torch.zeros(scores.shape[:2], dtype=scores.dtype, device=scores.device)
+    ones = torch.ones_like(best_target, dtype=counts.dtype)
+    return counts.index_put_((image, best_target), ones, accumulate=True)[..., None]
 
 
 @dataclass
@@ -258,13 +284,24 @@ class _Rows:
                 )
 
 
-def _taken_pairs(top_scores: Tensor, top_queries: Tensor, take: Tensor) -> Assignment:
+def _taken_pairs(
+    top_scores: Tensor, top_queries: Tensor, take: Tensor, counts: Tensor | None = None
+) -> tuple[Assignment, float | None]:
     """Per image, the taken entries of the (B, T, k) top-k tables as (pred_idx, target_idx),
-    by increasing score (a stable sort: equal scores keep the target order)."""
+    by increasing score (a stable sort: equal scores keep the target order).
+
+    counts: optional (B, T, 1) float tensor whose total comes back with the same host sync
+    (None without it).
+    """
     k = take.shape[2]
     masked = torch.where(take, top_scores, float("inf")).flatten(1)  # (B, T * k)
     order = masked.sort(dim=1, stable=True).indices
     queries = top_queries.flatten(1).gather(1, order)
     targets = order.div_(k, rounding_mode="floor")
-    counts = take.flatten(1).sum(dim=1).tolist()
-    return [(q[:n], t[:n]) for q, t, n in zip(queries.unbind(), targets.unbind(), counts)]
+    taken = take.sum(dim=(1, 2), dtype=top_scores.dtype)  # exact: at most T * k
+    if counts is None:
+        taken, total = taken.tolist(), None
+    else:
+        taken, totals = torch.stack([taken, counts.sum(dim=(1, 2))]).tolist()
+        total = sum(totals)
+    return [(queries[i, : int(n)], targets[i, : int(n)]) for i, n in enumerate(taken)], total
