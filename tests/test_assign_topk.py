@@ -224,7 +224,7 @@ def test_all_layers_at_once_equal_layer_by_layer_in_official_order(mode, max_ele
     """assign_layers = one call per layer (final layer first, then 0, 1, ...), random draws included;
     also when memory forces one layer at a time, or two (chunks [3], [0, 1], [2])."""
     if max_elements is not None:
-        monkeypatch.setattr("msdetr.supervision.topk.MAX_PAIRWISE_ELEMENTS_CPU", max_elements)
+        monkeypatch.setattr("msdetr.supervision.topk.TOPK_PAIRWISE_ELEMENTS_CPU", max_elements)
     layers = [random_problem(10 + i, 2, 30, [7, 3], near_fraction=0.9)[0] for i in range(4)]
     targets = random_problem(10, 2, 30, [7, 3])[1]
     logits = torch.stack([p.logits for p in layers])

@@ -60,7 +60,7 @@ class PaddedTargets:
 
     def image_index(self) -> Tensor:
         """(B, 1) int64 image indices, for advanced indexing of (B, ...) tensors."""
-        return _arange(self.labels.shape[0], self.labels.device)[:, None]
+        return cached_arange(self.labels.shape[0], self.labels.device)[:, None]
 
     def repeat(self, times: int) -> PaddedTargets:
         """The batch repeated `times` times along dim 0 (one copy per decoder layer); itself for 1."""
@@ -74,18 +74,18 @@ class PaddedTargets:
         )
 
 
-_ARANGE_CACHE: dict[tuple[int, torch.device], Tensor] = {}
+_ARANGE_CACHE: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
 
 
-def _arange(n: int, device: torch.device) -> Tensor:
-    """torch.arange(n) on `device`, cached: the assigners index with it at every call, and each
-    tensor operation has a fixed cost on the CPU. Small (batch sizes), never written to."""
-    key = (n, device)
+def cached_arange(n: int, device: torch.device, dtype: torch.dtype = torch.int64) -> Tensor:
+    """torch.arange(n) on `device`, cached: the assigners need small index ranges (batch size,
+    k) at every call, and each tensor operation has a fixed cost on the CPU. Never write to it."""
+    key = (n, device, dtype)
     cached = _ARANGE_CACHE.get(key)
     if cached is None:
         if len(_ARANGE_CACHE) > 64:
             _ARANGE_CACHE.clear()
-        cached = _ARANGE_CACHE[key] = torch.arange(n, device=device)
+        cached = _ARANGE_CACHE[key] = torch.arange(n, device=device, dtype=dtype)
     return cached
 
 

@@ -37,13 +37,13 @@ from msdetr.errors import MsdetrError
 from msdetr.ops.boxes import pairwise_box_iou
 from msdetr.supervision.base import Assignment, LayerPredictions, Targets
 from msdetr.supervision.precision import autocast_disabled
-from msdetr.supervision.targets import PaddedTargets, layers_per_chunk, pad_targets
+from msdetr.supervision.targets import PaddedTargets, cached_arange, layers_per_chunk, pad_targets
 
 TopKMode = Literal["official", "paper"]
 
 # On the CPU, the top-K assigner gains from assigning two layers together at 900 queries x 50
 # targets (fewer fixed operation costs), where the Hungarian assigner does not (docs/benchmarks.md).
-MAX_PAIRWISE_ELEMENTS_CPU = 2**18
+TOPK_PAIRWISE_ELEMENTS_CPU = 2**18
 
 
 class TopKAssigner:
@@ -75,7 +75,6 @@ class TopKAssigner:
         self.positive_fraction = positive_fraction
         self.mode = mode
         self.generator = generator
-        self._ranks: Tensor | None = None  # arange(k), kept between calls (each operation has a fixed cost)
 
     @torch.no_grad()
     def scores(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
@@ -119,7 +118,7 @@ class TopKAssigner:
         padded = pad_targets(targets, logits.device)
         # Layers in chunks (following `order`) so that a (layers * B, T, Q) score tensor stays bounded.
         chunk = layers_per_chunk(
-            num_layers, batch * padded.max_count * num_queries, logits.device, cpu_limit=MAX_PAIRWISE_ELEMENTS_CPU
+            num_layers, batch * padded.max_count * num_queries, logits.device, cpu_limit=TOPK_PAIRWISE_ELEMENTS_CPU
         )
         result: dict[int, Assignment] = {}
         for draw_layers in _chunks(order, chunk):
@@ -170,11 +169,11 @@ class TopKAssigner:
         # the counts add up to more than num_kept; checked below). Exact integers in float32.
         kept_best = torch.where(kept, best_score, float("nan"))  # NaN never compares equal
         counts = torch.eq(scores, kept_best[:, None, :], out=spare).sum(dim=2, keepdim=True)
-        pairs, total = _taken_pairs(top_scores, top_queries, self._first(k, counts), counts)
+        pairs, total = _taken_pairs(top_scores, top_queries, _first(k, counts), counts)
         if total == num_kept:
             return pairs
         counts = _first_best_target_counts(scores, kept)  # ties: the official `max` over targets
-        return _taken_pairs(top_scores, top_queries, self._first(k, counts))[0]
+        return _taken_pairs(top_scores, top_queries, _first(k, counts))[0]
 
     def _positive(self, best_score: Tensor, best_query: Tensor, padded: PaddedTargets) -> Tensor:
         """(R, Q) bool: queries whose best score passes the threshold, and each target's best
@@ -185,14 +184,6 @@ class TopKAssigner:
             forced = torch.zeros(positive.shape, dtype=torch.int64, device=positive.device)
             return positive.logical_or_(forced.scatter_add_(1, best_query, padded.valid.long()) > 0)
         return positive.scatter_(1, best_query, True)
-
-    def _first(self, k: int, counts: Tensor) -> Tensor:
-        """(B, T, k) bool: the first min(count, k) entries of each target's top-k table, from
-        (B, T, 1) float counts."""
-        ranks = self._ranks
-        if ranks is None or ranks.shape[0] != k or ranks.device != counts.device:
-            ranks = self._ranks = torch.arange(k, device=counts.device, dtype=counts.dtype)
-        return ranks < counts
 
     def _subsample(self, positive: Tensor, rows: _Rows, nan_check: Tensor | None = None) -> tuple[Tensor, int]:
         """Keep at most int(positive_fraction * Q) positives per image, at random.
@@ -229,6 +220,12 @@ class TopKAssigner:
         kept_ranks = torch.cat([ranks.add_(offset) if offset else ranks for ranks, offset in zip(kept_ranks, offsets)])
         kept = torch.zeros(batch * num_queries, dtype=torch.bool, device=device)
         return kept.index_fill_(0, flat_positive[kept_ranks], True).view(batch, num_queries), num_kept
+
+
+def _first(k: int, counts: Tensor) -> Tensor:
+    """(B, T, k) bool: the first min(count, k) entries of each target's top-k table, from
+    (B, T, 1) float counts."""
+    return cached_arange(k, counts.device, counts.dtype) < counts
 
 
 def _chunks(order: list[int], size: int) -> list[list[int]]:
