@@ -24,7 +24,7 @@ class LinearDetector(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(3))
 
-    def forward(self, images, pixel_mask):
+    def forward(self, images, pixel_mask, targets=None):
         return images.mean(dim=(2, 3)) * self.weight
 
 

@@ -59,7 +59,7 @@ def train_step(
     for i, batch in enumerate(batches):
         with _maybe_no_sync(model, sync=i == n - 1):
             with autocast(amp, device):
-                output = model(batch.images, batch.pixel_mask)
+                output = model(batch.images, batch.pixel_mask, targets=batch.targets)
             result = criterion(output, batch.targets)  # float32 inside, autocast off
             finite = bool(torch.isfinite(result.total).item())
             if not distributed.all_true(finite, device):

@@ -17,9 +17,10 @@ from msdetr.modeling.decoder_layers import DecoderLayer, MixedSupervisionDecoder
 from msdetr.modeling.encoder import DeformableEncoder
 from msdetr.modeling.heads import PredictionHeads
 from msdetr.modeling.neck import InputProjection
-from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE, DetectorOutput
+from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE, DetectorOutput, StreamPredictions
 from msdetr.modeling.position import SinePositionEmbedding
 from msdetr.modeling.queries import LearnedQueries, TwoStageQueries
+from msdetr.modeling.query_groups import QueryContext, assemble_queries, build_query_group_providers
 from msdetr.ops.ms_deform_attn import MultiScaleDeformableAttention
 
 
@@ -53,6 +54,8 @@ class DeformableDETR(nn.Module):
         else:
             self.queries = LearnedQueries(cfg.num_queries, d)
         self._init_transformer()
+        # extra training queries of other methods (hybrid, group, denoising); empty for plain models
+        self.query_groups = build_query_group_providers(cfg)
         self.heads = PredictionHeads(d, cfg.num_classes, cfg.dec_layers, refine=cfg.with_box_refine,
                                      two_stage=cfg.two_stage, one_to_many=ms.enabled,
                                      share_class=ms.share_class_head, share_box=ms.share_box_head)
@@ -73,13 +76,17 @@ class DeformableDETR(nn.Module):
         elif self.queries.content_embed is not None:
             nn.init.normal_(self.queries.content_embed.weight)
 
-    def forward(self, images: Tensor, pixel_mask: Tensor, all_streams: bool | None = None) -> DetectorOutput:
+    def forward(self, images: Tensor, pixel_mask: Tensor, all_streams: bool | None = None,
+                targets: list[dict[str, Tensor]] | None = None) -> DetectorOutput:
         """
         images:      (B, 3, H, W) normalized, zero-padded bottom/right
         pixel_mask:  (B, H, W) bool, True on padding
-        all_streams: also compute training-only streams (one-to-many); default: in training mode
+        all_streams: also compute training-only streams (one-to-many, and the streams of extra
+                     query groups); default: in training mode
+        targets:     training targets, for query groups built from them (denoising); optional
         returns:     DetectorOutput with `one_to_one` (and `one_to_many`) streams of
-                     logits (L, B, Q, C) and boxes (L, B, Q, 4), and two-stage proposals
+                     logits (L, B, Q, C) and boxes (L, B, Q, 4), one stream per extra query
+                     group (L, B, E, ...), and two-stage proposals
         """
         if all_streams is None:
             all_streams = self.training
@@ -105,12 +112,21 @@ class DeformableDETR(nn.Module):
                                 self.heads.encoder_box_head)
         else:
             init = self.queries(memory)
-        dec = self.decoder(init.tgt, init.query_pos, init.reference_points, memory, spatial_shapes, valid_ratios,
-                           mask, box_heads=list(self.heads.box_heads), tap=all_streams)
-        streams = {ONE_TO_ONE: self.heads.predict(dec)}
+        groups = []
+        if all_streams and len(self.query_groups):
+            context = QueryContext(init, memory, mask, spatial_shapes, targets)
+            groups = [provider(context) for provider in self.query_groups]
+        queries = assemble_queries(init, groups, ONE_TO_ONE)
+        dec = self.decoder(queries.tgt, queries.query_pos, queries.reference_points, memory, spatial_shapes,
+                           valid_ratios, mask, box_heads=list(self.heads.box_heads), tap=all_streams,
+                           attn_mask=queries.attn_mask)
+        predictions = self.heads.predict(dec)
+        streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
         if dec.hidden_o2m is not None:
-            streams[ONE_TO_MANY] = self.heads.predict_one_to_many(dec)
-        return DetectorOutput(streams=streams, encoder=init.encoder)
+            # the one-to-many stream supervises the primary queries only
+            streams[ONE_TO_MANY] = _query_range(self.heads.predict_one_to_many(dec), queries.slices[ONE_TO_ONE])
+        return DetectorOutput(streams=streams, encoder=init.encoder,
+                              query_meta={group.name: group.meta for group in groups})
 
     def _levels_per_image(self, images: Tensor, pixel_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Backbone + input projections on each image's unpadded area, then padded per level.
@@ -137,6 +153,13 @@ class DeformableDETR(nn.Module):
                 mask[i, : f.shape[-2], : f.shape[-1]] = False
             levels.append((batch, mask))
         return levels
+
+
+def _query_range(predictions: StreamPredictions, part: slice) -> StreamPredictions:
+    """The predictions of queries `part` (dim 2 of (L, B, Q, ...)); the whole stream when it covers all."""
+    if part.start == 0 and part.stop == predictions.logits.shape[2]:
+        return predictions
+    return StreamPredictions(logits=predictions.logits[:, :, part], boxes=predictions.boxes[:, :, part])
 
 
 def _valid_ratio(mask: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ S = encoder tokens over all feature levels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
@@ -54,12 +55,15 @@ class DetectorOutput:
     """Everything the detector predicts for a batch.
 
     streams: `one_to_one` always; `one_to_many` with mixed supervision (training
-             aid only). Later strategies add their own (hybrid, group_k, denoising).
+             aid only); while training, one stream per extra query group, named after
+             it (`hybrid`, `group`, `denoising`; see `modeling.query_groups`).
     encoder: two-stage proposals, or None.
+    query_meta: per extra query group, what its provider recorded for its supervision.
     """
 
     streams: dict[str, StreamPredictions] = field(default_factory=dict)
     encoder: EncoderPredictions | None = None
+    query_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def logits(self) -> Tensor:
