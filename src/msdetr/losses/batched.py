@@ -1,0 +1,231 @@
+"""The criterion's loss arithmetic for many supervision tasks at once.
+
+Tasks whose predictions have the same shape and whose targets are the same list (e.g. every
+decoder layer of the one-to-one and one-to-many streams) form a **group**. A group's
+predictions are stacked to (T, B, Q, C) logits and (T, B, Q, 4) boxes; when they are
+consecutive layers of a stream of the `DetectorOutput` (what `layer_predictions` gives), the
+stream tensor itself (or a slice of it) is used, so nothing is copied, and runs of several
+streams are concatenated once. Then every term is computed once for the whole group:
+
+* the matched pairs of all T * B (task, image) rows are concatenated with one `cat`; their
+  row, task and target offsets come from the pair counts the host already knows (the
+  assignment's per-image tensor lengths), built with numpy and moved in one transfer:
+  no device-to-host synchronization;
+* focal loss on the (T, B, Q, C) logits, summed per task;
+* L1 and 1 - GIoU per pair, summed per task with one `index_add_`;
+* the weighted total as one (3, T) product with the per-task loss weights;
+* the logs (class error, cardinality error) likewise, without gradient.
+
+Per-task terms are then views of the (3, T) result, named `<stream>.layer<i>.<term>`. The
+values equal the per-task computation up to float32 summation order (a few ulp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import sigmoid_focal_loss
+
+from msdetr.config.supervision import LossWeights
+from msdetr.modeling.outputs import DetectorOutput, StreamPredictions
+from msdetr.ops.boxes import aligned_generalized_box_iou, box_cxcywh_to_xyxy
+from msdetr.supervision.base import SupervisionTask
+from msdetr.supervision.pairs import last_occurrence
+
+TERMS = ("cls", "bbox", "giou")
+
+
+@dataclass
+class GroupLosses:
+    """Losses of a group of T tasks.
+
+    terms: (3, T) float32 unweighted cls / bbox / giou per task, with gradient.
+    total: scalar, the weighted sum over tasks and terms.
+    class_error: (T,) no gradient; cardinality_error: (T,) no gradient.
+    """
+
+    terms: Tensor
+    total: Tensor
+    class_error: Tensor
+    cardinality_error: Tensor
+
+
+def group_tasks(tasks: list[SupervisionTask]) -> list[list[int]]:
+    """Indices of `tasks` grouped by (targets list, prediction shapes, dtype, device), first
+    appearance order; within a group, task order is kept."""
+    groups: dict[tuple, list[int]] = {}
+    for index, task in enumerate(tasks):
+        logits, boxes = task.predictions.logits, task.predictions.boxes
+        key = (id(task.targets), tuple(logits.shape), tuple(boxes.shape), logits.dtype, boxes.dtype, logits.device)
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def _is_layer(tensor: Tensor, stacked: Tensor, layer: int) -> bool:
+    """Whether `tensor` is exactly `stacked[layer]` (same memory, shape, strides, autograd
+    status), decided from metadata only: no tensor operation."""
+    return (
+        0 <= layer < stacked.shape[0]
+        and tensor.shape == stacked.shape[1:]
+        and tensor.stride() == stacked.stride()[1:]
+        and tensor.dtype == stacked.dtype
+        and tensor.device == stacked.device
+        and tensor.requires_grad == stacked.requires_grad
+        and tensor.data_ptr() == stacked.data_ptr() + layer * stacked.stride(0) * stacked.element_size()
+    )
+
+
+def _stream_of(task: SupervisionTask, output: DetectorOutput) -> StreamPredictions | None:
+    """The output stream whose layer `task.layer` the task's predictions are, or None."""
+    stream = output.streams.get(task.stream)
+    if stream is None or task.layer is None:
+        return None
+    if _is_layer(task.predictions.logits, stream.logits, task.layer) and _is_layer(
+        task.predictions.boxes, stream.boxes, task.layer
+    ):
+        return stream
+    return None
+
+
+def stack_predictions(tasks: list[SupervisionTask], output: DetectorOutput) -> tuple[Tensor, Tensor]:
+    """(T, B, Q, C) logits and (T, B, Q, 4) boxes of `tasks` (same shapes), in task order.
+
+    Runs of consecutive layers of one output stream become a slice of the stream tensor (the
+    tensor itself when the run covers it); other tasks are stacked; runs are concatenated."""
+    runs: list[tuple[StreamPredictions | None, int, int, SupervisionTask]] = []  # stream, first, end, task
+    for task in tasks:
+        stream = _stream_of(task, output)
+        if stream is not None and runs and runs[-1][0] is stream and runs[-1][2] == task.layer:
+            runs[-1] = (stream, runs[-1][1], task.layer + 1, runs[-1][3])
+        elif stream is not None:
+            runs.append((stream, task.layer, task.layer + 1, task))
+        else:
+            runs.append((None, 0, 1, task))
+    logits, boxes = [], []
+    for stream, first, end, task in runs:
+        if stream is None:
+            logits.append(task.predictions.logits[None])
+            boxes.append(task.predictions.boxes[None])
+        elif first == 0 and end == stream.num_layers:
+            logits.append(stream.logits)
+            boxes.append(stream.boxes)
+        else:
+            logits.append(stream.logits[first:end])
+            boxes.append(stream.boxes[first:end])
+    if len(runs) == 1:
+        return logits[0], boxes[0]
+    return torch.cat(logits), torch.cat(boxes)
+
+
+class _WeightCache:
+    """(3, T) float32 loss weights of a group's streams, kept on the device between steps."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, Tensor] = {}
+
+    def get(self, streams: tuple[str, ...], weights: Mapping[str, LossWeights], device: torch.device) -> Tensor:
+        key = (streams, device, tuple((s, weights[s].cls, weights[s].bbox, weights[s].giou) for s in set(streams)))
+        cached = self._cache.get(key)
+        if cached is None:
+            if len(self._cache) > 32:
+                self._cache.clear()
+            table = [[float(getattr(weights[s], term)) for s in streams] for term in TERMS]
+            cached = self._cache[key] = torch.tensor(table, dtype=torch.float32, device=device)
+        return cached
+
+
+def _pair_index(tasks: list[SupervisionTask], batch: int, counts: list[int]) -> np.ndarray:
+    """(3, P) int64 on the host: per pair its row (task * B + image), its task, and the offset of
+    its image's targets in the concatenated targets. From the pair counts only (no device sync)."""
+    sizes = np.array([len(pred_idx) for task in tasks for pred_idx, _ in task.assignment], dtype=np.int64)
+    num_rows = len(tasks) * batch
+    if sizes.shape[0] != num_rows:
+        raise ValueError(
+            f"supervision task assignments: expected {batch} (pred_idx, target_idx) pairs per task "
+            f"(one per image), got {sizes.shape[0]} for {len(tasks)} tasks"
+        )
+    rows = np.arange(num_rows, dtype=np.int64)
+    image_offsets = np.concatenate([[0], np.cumsum(counts[:-1], dtype=np.int64)]).astype(np.int64)
+    return np.stack([
+        np.repeat(rows, sizes),
+        np.repeat(rows // batch, sizes),
+        np.repeat(image_offsets[rows % batch], sizes),
+    ])
+
+
+def _on(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """`tensor.to(device, dtype)` without the call where it would change nothing (each call is an
+    operator)."""
+    return tensor if tensor.device == device and tensor.dtype == dtype else tensor.to(device, dtype)
+
+
+def group_losses(
+    tasks: list[SupervisionTask],
+    logits: Tensor,
+    boxes: Tensor,
+    num_targets: Tensor,
+    weights: Tensor,
+    focal_alpha: float,
+    focal_gamma: float,
+    log_class_error: bool,
+) -> GroupLosses:
+    """Losses of T tasks sharing their targets list.
+
+    logits: (T, B, Q, C); boxes: (T, B, Q, 4) (see `stack_predictions`); num_targets: scalar
+    normalizer; weights: (3, T) loss weights. log_class_error: compute the class error (else
+    it is left as NaN). All arithmetic in float32.
+    """
+    num_tasks, batch, num_queries, num_classes = logits.shape
+    device = logits.device
+    targets = tasks[0].targets
+    counts = [int(t["labels"].shape[0]) for t in targets]
+    index = torch.from_numpy(_pair_index(tasks, batch, counts))
+    if index.device != device:
+        index = index.to(device)
+    row, task_of_pair, target_offset = index.unbind(0)
+    empty = torch.zeros(0, dtype=torch.int64, device=device)
+    query = torch.cat([_on(p, device, torch.int64) for task in tasks for p, _ in task.assignment] or [empty])
+    target = torch.cat([_on(q, device, torch.int64) for task in tasks for _, q in task.assignment] or [empty])
+    flat_target = target.add_(target_offset) if target.numel() else target
+    all_boxes = torch.cat([_on(t["boxes"], device, torch.float32).reshape(-1, 4) for t in targets])
+    all_labels = torch.cat([_on(t["labels"], device, torch.int64).reshape(-1) for t in targets])
+    target_boxes = all_boxes[flat_target]
+    target_labels = all_labels[flat_target]
+
+    flat_logits = logits.float().reshape(num_tasks * batch, num_queries, num_classes)
+    # A query given to several targets takes the class of its last pair.
+    winner = last_occurrence(row, query, num_tasks * batch, num_queries)
+    onehot = torch.zeros(flat_logits.shape, dtype=torch.float32, device=device)
+    onehot[row[winner], query[winner], target_labels[winner]] = 1.0
+    focal = sigmoid_focal_loss(flat_logits, onehot, alpha=focal_alpha, gamma=focal_gamma, reduction="none")
+    cls = focal.view(num_tasks, -1).sum(dim=1)
+
+    matched = boxes.float().reshape(num_tasks * batch, num_queries, 4)[row, query]  # (P, 4)
+    giou = aligned_generalized_box_iou(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(target_boxes))
+    per_pair = torch.stack([(matched - target_boxes).abs().sum(dim=1), 1 - giou], dim=1)  # (P, 2)
+    box_terms = torch.zeros(num_tasks, 2, dtype=torch.float32, device=device).index_add_(0, task_of_pair, per_pair)
+    terms = torch.cat([cls[None], box_terms.t()]) / num_targets  # (3, T)
+    total = (terms * weights).sum()
+
+    with torch.no_grad():
+        detached = flat_logits.detach()
+        if log_class_error:
+            matched_logits = detached[row, query]
+            correct = (matched_logits.argmax(dim=-1) == target_labels).float()
+            hits = torch.zeros(num_tasks, dtype=torch.float32, device=device).index_add_(0, task_of_pair, correct)
+            pair_counts = [float(sum(len(pred_idx) for pred_idx, _ in task.assignment)) for task in tasks]
+            pairs = torch.tensor(pair_counts, dtype=torch.float32)
+            pairs = pairs if pairs.device == device else pairs.to(device)
+            class_error = torch.where(pairs > 0, 100.0 - 100.0 * hits / pairs.clamp(min=1), 100.0)
+        else:
+            class_error = torch.full((num_tasks,), float("nan"), device=device)
+        predicted = (detached.argmax(dim=-1) != num_classes - 1).sum(dim=1).view(num_tasks, batch)
+        count_tensor = torch.tensor(counts, dtype=torch.float32)
+        count_tensor = count_tensor if count_tensor.device == device else count_tensor.to(device)
+        cardinality_error = (predicted.float() - count_tensor).abs().mean(dim=1)
+    return GroupLosses(terms=terms, total=total, class_error=class_error, cardinality_error=cardinality_error)
+
