@@ -68,8 +68,8 @@ def train_step(
                 continue
             scaler.scale(result.total / n).backward()
         losses.append(float(result.total.detach()))
-        for key, value in result.terms.items():
-            term_sums[key] = term_sums.get(key, 0.0) + float(value.detach())
+        for key, value in result.term_values().items():  # one transfer for all terms
+            term_sums[key] = term_sums.get(key, 0.0) + value
     loss = sum(losses) / len(losses) if losses else float("nan")
     terms = {k: v / len(losses) for k, v in term_sums.items()} if losses else {}
     if not ok:

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import sigmoid_focal_loss
 
 from msdetr.config.supervision import LossWeights
 from msdetr.modeling.outputs import DetectorOutput, StreamPredictions
-from msdetr.ops.boxes import aligned_generalized_box_iou, box_cxcywh_to_xyxy
 from msdetr.supervision.base import SupervisionTask
 from msdetr.supervision.pairs import last_occurrence
 
@@ -52,6 +51,40 @@ class GroupLosses:
     total: Tensor
     class_error: Tensor
     cardinality_error: Tensor
+
+
+def onehot_focal_loss(logits: Tensor, onehot: Tensor, alpha: float, gamma: float) -> Tensor:
+    """Elementwise sigmoid focal loss for 0/1 targets (any shape): torchvision's
+    `sigmoid_focal_loss(reduction="none")` value for value (with a 0/1 target its
+    `p * t + (1 - p) * (1 - t)` is exactly p or 1 - p, and its alpha_t exactly alpha or
+    1 - alpha), in fewer operations."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+    positive = onehot > 0
+    p_t = torch.where(positive, p, 1 - p)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = torch.where(positive, alpha, 1 - alpha) * loss
+    return loss
+
+
+def pair_box_losses(pred: Tensor, target: Tensor) -> Tensor:
+    """(P, 2): per matched pair the L1 distance and 1 - GIoU of (P, 4) cxcywh boxes.
+
+    The same arithmetic as `aligned_generalized_box_iou` on `box_cxcywh_to_xyxy` boxes (DETR's
+    formulas), on both box sets stacked: corners x0 = cx - 0.5 w, ..., areas as products of the
+    side lengths, intersection and enclosing box from the max / min of the corners."""
+    both = torch.stack([pred, target])  # (2, P, 4)
+    l1 = (pred - target).abs().sum(dim=1)
+    center, half = both[..., :2], 0.5 * both[..., 2:]
+    low, high = center - half, center + half  # (2, P, 2) each
+    area = (high - low).prod(dim=-1)  # (2, P)
+    inner = (high.amin(dim=0) - low.amax(dim=0)).clamp(min=0)  # (P, 2)
+    outer = (high.amax(dim=0) - low.amin(dim=0)).clamp(min=0)
+    inter, enclosing = inner.prod(dim=-1), outer.prod(dim=-1)
+    union = area[0] + area[1] - inter
+    giou = inter / union - (enclosing - union) / enclosing
+    return torch.stack([l1, 1 - giou], dim=1)
 
 
 def group_tasks(tasks: list[SupervisionTask]) -> list[list[int]]:
@@ -201,12 +234,10 @@ def group_losses(
     winner = last_occurrence(row, query, num_tasks * batch, num_queries)
     onehot = torch.zeros(flat_logits.shape, dtype=torch.float32, device=device)
     onehot[row[winner], query[winner], target_labels[winner]] = 1.0
-    focal = sigmoid_focal_loss(flat_logits, onehot, alpha=focal_alpha, gamma=focal_gamma, reduction="none")
-    cls = focal.view(num_tasks, -1).sum(dim=1)
+    cls = onehot_focal_loss(flat_logits, onehot, focal_alpha, focal_gamma).view(num_tasks, -1).sum(dim=1)
 
     matched = boxes.float().reshape(num_tasks * batch, num_queries, 4)[row, query]  # (P, 4)
-    giou = aligned_generalized_box_iou(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(target_boxes))
-    per_pair = torch.stack([(matched - target_boxes).abs().sum(dim=1), 1 - giou], dim=1)  # (P, 2)
+    per_pair = pair_box_losses(matched, target_boxes)  # (P, 2): L1, 1 - GIoU
     box_terms = torch.zeros(num_tasks, 2, dtype=torch.float32, device=device).index_add_(0, task_of_pair, per_pair)
     terms = torch.cat([cls[None], box_terms.t()]) / num_targets  # (3, T)
     total = (terms * weights).sum()

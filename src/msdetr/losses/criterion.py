@@ -21,7 +21,7 @@ any strategy's tasks get this, nothing is asked of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 import torch
@@ -30,8 +30,9 @@ from torch import Tensor, nn
 from msdetr.config.supervision import LossWeights
 from msdetr.errors import MsdetrError
 from msdetr.losses.batched import _WeightCache, group_losses, group_tasks, stack_predictions
-from msdetr.losses.names import LOSS_TERMS, term_name, to_official_name
+from msdetr.losses.names import LOG_TERMS, LOSS_TERMS, term_name, to_official_name
 from msdetr.losses.normalization import num_targets_across_ranks
+from msdetr.losses.term_table import TermTable, host_values
 from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import SupervisionStrategy, Targets
 from msdetr.supervision.precision import autocast_disabled
@@ -43,15 +44,21 @@ class LossResult:
     """What the criterion returns.
 
     total: scalar float32, the weighted sum to back-propagate.
-    terms: unweighted loss terms by name (`one_to_one.layer2.cls`, ...), with gradient.
+    terms: unweighted loss terms by name (`one_to_one.layer2.cls`, ...), with gradient
+        (a mapping name -> 0-d tensor; the criterion gives a `TermTable`, which splits its
+        stacked values into named tensors on first access only).
     logs: logging values by name (`one_to_one.layer5.class_error`, ...), no gradient.
     num_targets: the normalizer N used for every term.
     """
 
     total: Tensor
-    terms: dict[str, Tensor] = field(default_factory=dict)
-    logs: dict[str, Tensor] = field(default_factory=dict)
+    terms: MutableMapping[str, Tensor] = field(default_factory=dict)
+    logs: MutableMapping[str, Tensor] = field(default_factory=dict)
     num_targets: Tensor | None = None
+
+    def term_values(self) -> dict[str, float]:
+        """The terms as floats (detached), with one device-to-host transfer for all of them."""
+        return host_values(self.terms)
 
     def official(self, num_decoder_layers: int) -> dict[str, Tensor]:
         """Terms and logs under their official names (those without an official equivalent are left out)."""
@@ -100,29 +107,31 @@ class Criterion(nn.Module):
             )
         with autocast_disabled(device):
             num_targets = num_targets_across_ranks(targets, device)
-            result = LossResult(total=torch.zeros((), device=device), num_targets=num_targets)
-            per_task: dict[int, tuple[list[Tensor], Tensor, Tensor]] = {}  # terms, class error, cardinality
+            result = LossResult(
+                total=torch.zeros((), device=device), terms=TermTable(), logs=TermTable(), num_targets=num_targets
+            )
+            result.terms.reserve([term_name(task.name, term) for task in tasks for term in LOSS_TERMS])
+            result.logs.reserve([
+                term_name(task.name, log) for task in tasks for log in LOG_TERMS
+                if log != "class_error" or task.log_class_error
+            ])
             totals = []
             for indices in group_tasks(tasks):  # tasks sharing targets and shapes: one computation
                 group = [tasks[i] for i in indices]
                 logits, boxes = stack_predictions(group, output)
                 weights = self._weights.get(tuple(task.stream for task in group), self.weights, logits.device)
+                flagged = [task.log_class_error for task in group]
                 losses = group_losses(
-                    group, logits, boxes, num_targets, weights, self.focal_alpha, self.focal_gamma,
-                    log_class_error=any(task.log_class_error for task in group),
+                    group, logits, boxes, num_targets, weights, self.focal_alpha, self.focal_gamma, any(flagged)
                 )
                 totals.append(losses.total)
-                terms = [values.unbind(0) for values in losses.terms.unbind(0)]  # [term][task]
-                logs = zip(losses.class_error.unbind(0), losses.cardinality_error.unbind(0))
-                for j, (i, (class_err, card_err)) in enumerate(zip(indices, logs)):
-                    per_task[i] = ([values[j] for values in terms], class_err, card_err)
-            for i, task in enumerate(tasks):  # names in task order, as the per-task criterion gave them
-                terms, class_err, card_err = per_task[i]
-                for term, value in zip(LOSS_TERMS, terms):
-                    result.terms[term_name(task.name, term)] = value
-                if task.log_class_error:
-                    result.logs[term_name(task.name, "class_error")] = class_err
-                result.logs[term_name(task.name, "cardinality_error")] = card_err
+                for term, values in zip(LOSS_TERMS, losses.terms.unbind(0)):
+                    result.terms.add_block([term_name(task.name, term) for task in group], values)
+                if any(flagged):
+                    names = [term_name(t.name, "class_error") if flag else None for t, flag in zip(group, flagged)]
+                    result.logs.add_block(names, losses.class_error)
+                names = [term_name(task.name, "cardinality_error") for task in group]
+                result.logs.add_block(names, losses.cardinality_error)
             if totals:
                 result.total = totals[0] if len(totals) == 1 else torch.stack(totals).sum()
         return result

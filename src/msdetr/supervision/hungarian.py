@@ -115,8 +115,12 @@ class HungarianAssigner:
             row_pred, row_target = linear_sum_assignment(row_cost)
             rows.append(row_pred)
             cols.append(row_target)
-        sizes = [len(r) for r in rows]
-        pairs = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64))
-        pred_idx, target_idx = pairs.to(device).split(1)
-        per_row = list(zip(pred_idx[0].split(sizes), target_idx[0].split(sizes)))
+        if device.type == "cpu":  # host tensors as they are: no copy, no operator per row
+            per_row = [(torch.from_numpy(r.astype(np.int64)), torch.from_numpy(c.astype(np.int64)))
+                       for r, c in zip(rows, cols)]
+        else:  # one transfer back to the device
+            sizes = [len(r) for r in rows]
+            pairs = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64))
+            pred_idx, target_idx = pairs.to(device).split(1)
+            per_row = list(zip(pred_idx[0].split(sizes), target_idx[0].split(sizes)))
         return [per_row[layer * batch : (layer + 1) * batch] for layer in range(num_layers)]

@@ -144,7 +144,7 @@ def check_targets(targets: Targets, batch_size: int, num_classes: int) -> None:
     all_labels = torch.cat([t["labels"].reshape(-1) for t in targets])
     if all_labels.numel() == 0:
         return
-    low, high = int(all_labels.min()), int(all_labels.max())
+    low, high = torch.stack(torch.aminmax(all_labels)).tolist()  # one transfer
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         image = next(i for i, t in enumerate(targets) if bool((t["labels"] == bad).any()))
