@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from msdetr.modeling.decoder_layers import aux_ffn_all_layers
+
 
 def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     """logit(x) with x clamped to [eps, 1 - eps] (as the official code)."""
@@ -70,6 +72,10 @@ class DeformableDecoder(nn.Module):
         tap:              ask mixed-supervision layers for their one-to-many features
         attn_mask:        optional self-attention mask (extra queries of other strategies)
         """
+        # MS-DETR auxiliary FFNs: applied after the loop, to all layers at once (they feed nothing
+        # back into the decoder)
+        defer = tap and all(getattr(layer, "aux_ffn", False) for layer in self.layers)
+        extra = {"defer_aux_ffn": True} if defer else {}
         out = tgt
         reference = reference_points
         predict_from = reference_points
@@ -80,7 +86,7 @@ class DeformableDecoder(nn.Module):
             else:
                 ref_input = reference[:, :, None] * valid_ratios[:, None]
             out, out_o2m = layer(out, query_pos, ref_input, memory, spatial_shapes, padding_mask,
-                                 attn_mask=attn_mask, tap=tap)
+                                 attn_mask=attn_mask, tap=tap, **extra)
             delta = box_head(out)
             hidden.append(out)
             deltas.append(delta)
@@ -93,8 +99,18 @@ class DeformableDecoder(nn.Module):
                 predict_from = refined if self.look_forward_twice else reference
         return DecoderOutput(
             hidden=torch.stack(hidden),
-            hidden_o2m=torch.stack(hidden_o2m) if hidden_o2m else None,
+            hidden_o2m=_tapped(self.layers, hidden_o2m, defer),
             box_deltas=torch.stack(deltas),
             references=references,
         )
 
+
+def _tapped(layers: nn.ModuleList, tapped: list[Tensor], deferred: bool) -> Tensor | None:
+    """(L, B, Q, D) one-to-many features from the layers' taps (their auxiliary FFNs applied
+    here, batched, when the layers deferred them), or None without taps."""
+    if not tapped:
+        return None
+    stacked = torch.stack(tapped)
+    if deferred:
+        return aux_ffn_all_layers(list(layers), stacked)
+    return stacked

@@ -20,6 +20,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from msdetr.modeling.encoder import activation_fn
+from msdetr.modeling.stacked import stacked_layer_norm, stacked_linear
 from msdetr.ops.ms_deform_attn import MultiScaleDeformableAttention
 
 # placement -> (block order, index of the block after which the tap is taken)
@@ -111,12 +112,28 @@ class MixedSupervisionDecoderLayer(_DecoderBlocks):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                attn_mask: Tensor | None = None, tap: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Returns (one_to_one (B, Q, D), one_to_many (B, Q, D) or None when tap is False)."""
+                attn_mask: Tensor | None = None, tap: bool = True,
+                defer_aux_ffn: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Returns (one_to_one (B, Q, D), one_to_many (B, Q, D) or None when tap is False).
+
+        defer_aux_ffn: return the tapped features *before* the auxiliary FFN; the caller
+        applies it (the decoder does so for all layers at once, `aux_ffn_all_layers`)."""
         tapped = None
         for index, name in enumerate(self.order):
             tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes,
                                  padding_mask, attn_mask)
             if tap and index == self.tap_after:
-                tapped = self.aux_ffn_block(tgt) if self.aux_ffn else tgt
+                tapped = self.aux_ffn_block(tgt) if self.aux_ffn and not defer_aux_ffn else tgt
         return tgt, tapped
+
+
+def aux_ffn_all_layers(layers: list[MixedSupervisionDecoderLayer], tapped: Tensor) -> Tensor:
+    """Each layer's auxiliary FFN on its tapped features, all layers in one batched pass.
+
+    tapped: (L, B, Q, D), slice l from layers[l] -> (L, B, Q, D). Equal to
+    `layers[l].aux_ffn_block(tapped[l])` up to float rounding of the batched matrix products
+    (dropout draws its masks for all layers at once)."""
+    first = layers[0]
+    hidden = first.activation(stacked_linear([layer.linear3 for layer in layers], tapped))
+    out = stacked_linear([layer.linear4 for layer in layers], first.dropout5(hidden))
+    return stacked_layer_norm([layer.norm4 for layer in layers], tapped + first.dropout6(out))

@@ -120,11 +120,11 @@ class DeformableDETR(nn.Module):
         dec = self.decoder(queries.tgt, queries.query_pos, queries.reference_points, memory, spatial_shapes,
                            valid_ratios, mask, box_heads=list(self.heads.box_heads), tap=all_streams,
                            attn_mask=queries.attn_mask)
-        predictions = self.heads.predict(dec)
+        predictions, one_to_many = self.heads.predict_streams(dec)  # all layers, both streams at once
         streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
-        if dec.hidden_o2m is not None:
+        if one_to_many is not None:
             # the one-to-many stream supervises the primary queries only
-            streams[ONE_TO_MANY] = _query_range(self.heads.predict_one_to_many(dec), queries.slices[ONE_TO_ONE])
+            streams[ONE_TO_MANY] = _query_range(one_to_many, queries.slices[ONE_TO_ONE])
         return DetectorOutput(streams=streams, encoder=init.encoder,
                               query_meta={group.name: group.meta for group in groups})
 

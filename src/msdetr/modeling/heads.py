@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from msdetr.modeling.decoder import DecoderOutput, apply_box_delta
+from msdetr.modeling.decoder import DecoderOutput, apply_box_delta, inverse_sigmoid
 from msdetr.modeling.outputs import StreamPredictions
+from msdetr.modeling.stacked import stacked_linear, stacked_mlp
 
 
 class MLP(nn.Module):
@@ -79,16 +80,55 @@ class PredictionHeads(nn.Module):
 
     def predict(self, decoder_out: DecoderOutput) -> StreamPredictions:
         """One-to-one stream: logits (L, B, Q, C), boxes (L, B, Q, 4)."""
-        logits = torch.stack([head(h) for head, h in zip(self.class_heads, decoder_out.hidden)])
-        boxes = torch.stack([apply_box_delta(d, r) for d, r in zip(decoder_out.box_deltas, decoder_out.references)])
-        return StreamPredictions(logits=logits, boxes=boxes)
+        logits = stacked_linear(list(self.class_heads), decoder_out.hidden)
+        return StreamPredictions(logits=logits, boxes=_Refiner(decoder_out.references)(decoder_out.box_deltas))
 
     def predict_one_to_many(self, decoder_out: DecoderOutput) -> StreamPredictions:
         """One-to-many stream from the tapped features, same references as one-to-one."""
-        class_heads = self.o2m_class_heads if self.o2m_class_heads is not None else self.class_heads
+        return self.predict_streams(decoder_out)[1]
+
+    def predict_streams(self, decoder_out: DecoderOutput) -> tuple[StreamPredictions, StreamPredictions | None]:
+        """Both streams, all decoder layers at once (`stacked`): the one-to-one stream and, when
+        the decoder tapped features, the one-to-many stream (else None).
+
+        With shared class heads (the default) both streams' features go through the class heads
+        together; the box references (and their inverse sigmoid) are shared by both streams.
+        """
+        hidden, tapped = decoder_out.hidden, decoder_out.hidden_o2m
+        refine = _Refiner(decoder_out.references)
+        o2o_boxes = refine(decoder_out.box_deltas)
+        if tapped is None:
+            logits = stacked_linear(list(self.class_heads), hidden)
+            return StreamPredictions(logits=logits, boxes=o2o_boxes), None
+        if self.o2m_class_heads is None:  # shared: both streams in one call, split on the query dim
+            num_queries = hidden.shape[2]
+            both = stacked_linear(list(self.class_heads), torch.cat([hidden, tapped], dim=2))
+            logits, o2m_logits = both[:, :, :num_queries], both[:, :, num_queries:]
+        else:
+            logits = stacked_linear(list(self.class_heads), hidden)
+            o2m_logits = stacked_linear(list(self.o2m_class_heads), tapped)
         box_heads = self.o2m_box_heads if self.o2m_box_heads is not None else self.box_heads
-        hidden = decoder_out.hidden_o2m
-        logits = torch.stack([head(h) for head, h in zip(class_heads, hidden)])
-        boxes = torch.stack([apply_box_delta(head(h), r)
-                             for head, h, r in zip(box_heads, hidden, decoder_out.references)])
-        return StreamPredictions(logits=logits, boxes=boxes)
+        o2m_boxes = refine(stacked_mlp(list(box_heads), tapped))
+        return (StreamPredictions(logits=logits, boxes=o2o_boxes),
+                StreamPredictions(logits=o2m_logits, boxes=o2m_boxes))
+
+
+class _Refiner:
+    """`apply_box_delta` for all layers at once: (L, B, Q, 4) deltas -> boxes, against the
+    decoder's per-layer references, their inverse sigmoid computed once (shared by both
+    streams). References of different sizes (a single-stage first layer's points) go layer
+    by layer."""
+
+    def __init__(self, references: list[Tensor]):
+        self.references = references
+        self.size = references[0].shape[-1]
+        self.logit = None
+        if all(r.shape == references[0].shape for r in references):
+            self.logit = inverse_sigmoid(torch.stack(references))
+
+    def __call__(self, delta: Tensor) -> Tensor:
+        if self.logit is None:
+            return torch.stack([apply_box_delta(d, r) for d, r in zip(delta, self.references)])
+        if self.size == 4:
+            return (delta + self.logit).sigmoid()
+        return torch.cat([delta[..., :2] + self.logit, delta[..., 2:]], -1).sigmoid()
