@@ -1,7 +1,9 @@
 """Multi-scale deformable attention (Deformable DETR), pure PyTorch.
 
 The sampling runs through `torch.nn.functional.grid_sample`, so it works on any
-device (CPU, CUDA, MPS) and exports to ONNX; no compiled extension is needed.
+device (CPU, CUDA, MPS) and exports to ONNX; no compiled extension is needed. On CUDA,
+when Triton is importable (it ships with torch's CUDA builds), Triton kernels run it
+instead (`ms_deform_attn_triton`, one launch forward and one backward; `set_backend`).
 The sampling and weighting run in float32 even under autocast.
 
 The computation is the reference one (bilinear samples of every level, weighted
@@ -17,7 +19,10 @@ M heads, P points per head and level, D = hidden_dim / M.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +111,33 @@ class _SampleAndWeight(torch.autograd.Function):
         return (None, grad_weights, *grad_maps, *grad_grids)
 
 
+_BACKENDS = ("auto", "triton", "grid_sample")
+_backend = os.environ.get("MSDETR_MSDA_BACKEND", "auto")
+
+
+def set_backend(name: str) -> None:
+    """Which implementation runs the sampling: "auto" (the Triton kernels on CUDA when Triton
+    is importable, else grid_sample), "triton" (also elsewhere, e.g. under TRITON_INTERPRET=1),
+    or "grid_sample". Also settable with the MSDETR_MSDA_BACKEND environment variable."""
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"deformable attention backend must be one of {_BACKENDS}, got {name!r}")
+    _backend = name
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _use_triton(value: Tensor) -> bool:
+    if _backend == "grid_sample" or (_backend == "auto" and value.device.type != "cuda"):
+        return False
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return False  # exporters and the compiler get plain operators
+    return _triton_installed()
+
+
 def ms_deform_attn_sample(
     value: Tensor,
     spatial_shapes: list[tuple[int, int]],
@@ -137,6 +169,10 @@ def ms_deform_attn_sample_grids(
     attention_weights: (N, Lq, M, L, P) or (N, Lq, M, L * P)
     returns:           (N, Lq, M * D), a transposed view (not contiguous)
     """
+    if _use_triton(value):
+        from msdetr.ops.ms_deform_attn_triton import ms_deform_attn_triton  # imports triton: only when used
+
+        return ms_deform_attn_triton(value, spatial_shapes, grids, attention_weights)
     n, s, m, d = value.shape
     _, lq, _, num_levels, p, _ = grids.shape
     value_t = value.permute(0, 2, 3, 1).reshape(n, m * d, s)
