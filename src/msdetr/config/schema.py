@@ -92,6 +92,10 @@ class TrainConfig:
     eval_every: evaluate every N epochs (and always after the last); 0: only after the last.
     num_workers: data loading processes per training process (None: `data.num_workers`).
     vis_images / vis_score_threshold: validation images drawn with predicted boxes at the end.
+    compile: torch.compile the model and the criterion's loss arithmetic for training
+        (`msdetr.engine.compile`); the first steps are slower while it compiles.
+    compile_backend: the torch.compile backend: "inductor" (default; needs a C++ compiler on
+        the CPU), "aot_eager" (no compiler), ...
     """
 
     epochs: int = 12
@@ -118,6 +122,8 @@ class TrainConfig:
     num_workers: int | None = None
     vis_images: int = 4
     vis_score_threshold: float = 0.3
+    compile: bool = False
+    compile_backend: str = "inductor"
 
 
 @dataclass

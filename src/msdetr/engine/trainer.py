@@ -30,6 +30,7 @@ from msdetr.config.schema import Config
 from msdetr.engine import distributed
 from msdetr.engine.amp import check_amp, make_scaler
 from msdetr.engine.checkpoint import BEST, LAST, save_checkpoint
+from msdetr.engine.compile import compile_criterion, compile_model
 from msdetr.engine.curves import save_curves
 from msdetr.engine.data_setup import build_train_loader, build_val_loader, pin_memory_for, prepare_datasets
 from msdetr.engine.device import resolve_device
@@ -159,6 +160,9 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
+        if t.compile:  # train.compile: the training forward and the loss arithmetic (engine/compile.py)
+            self.ddp_model = compile_model(self.ddp_model, t.compile_backend)
+            compile_criterion(self.criterion, t.compile_backend)
         self.metrics = MetricsLog(self.run_dir, enabled=self.is_main, tensorboard=t.tensorboard)
         if self.is_main:
             save_config(self.cfg, self.run_dir / "config.yaml")

@@ -171,9 +171,32 @@ class _WeightCache:
         return cached
 
 
-def _pair_index(tasks: list[SupervisionTask], batch: int, counts: list[int]) -> np.ndarray:
-    """(3, P) int64 on the host: per pair its row (task * B + image), its task, and the offset of
-    its image's targets in the concatenated targets. From the pair counts only (no device sync)."""
+@dataclass
+class GroupPairs:
+    """The matched pairs of a group's T tasks (B images each), flat, on the device.
+
+    row: (P,) task * B + image; task: (P,) task index; query: (P,) query index;
+    target: (P,) index into the concatenated targets of the batch;
+    boxes: (n, 4) float32 and labels: (n,) int64, the concatenated targets;
+    image_counts: (B,) float32 targets per image; pair_counts: (T,) float32 pairs per task.
+    """
+
+    row: Tensor
+    task: Tensor
+    query: Tensor
+    target: Tensor
+    boxes: Tensor
+    labels: Tensor
+    image_counts: Tensor
+    pair_counts: Tensor
+
+
+def group_pairs(tasks: list[SupervisionTask], batch: int, device: torch.device) -> GroupPairs:
+    """Concatenates the tasks' assignments. Everything derived from the pair counts (which the
+    host knows: the lengths of the per-image index tensors) is built with numpy and moved in one
+    transfer; there is no device-to-host synchronization."""
+    targets = tasks[0].targets
+    counts = [int(t["labels"].shape[0]) for t in targets]
     sizes = np.array([len(pred_idx) for task in tasks for pred_idx, _ in task.assignment], dtype=np.int64)
     num_rows = len(tasks) * batch
     if sizes.shape[0] != num_rows:
@@ -183,11 +206,31 @@ def _pair_index(tasks: list[SupervisionTask], batch: int, counts: list[int]) -> 
         )
     rows = np.arange(num_rows, dtype=np.int64)
     image_offsets = np.concatenate([[0], np.cumsum(counts[:-1], dtype=np.int64)]).astype(np.int64)
-    return np.stack([
+    num_pairs = int(sizes.sum())
+    host = np.concatenate([
         np.repeat(rows, sizes),
         np.repeat(rows // batch, sizes),
         np.repeat(image_offsets[rows % batch], sizes),
+        np.asarray(counts, dtype=np.int64),
+        sizes.reshape(len(tasks), batch).sum(axis=1),
     ])
+    index = torch.from_numpy(host)
+    if index.device != device:
+        index = index.to(device)
+    row, task, offset, image_counts, pair_counts = index.split([num_pairs] * 3 + [batch, len(tasks)])
+    empty = [torch.zeros(0, dtype=torch.int64, device=device)]
+    query = torch.cat([_on(p, device, torch.int64) for task_ in tasks for p, _ in task_.assignment] or empty)
+    target = torch.cat([_on(q, device, torch.int64) for task_ in tasks for _, q in task_.assignment] or empty)
+    return GroupPairs(
+        row=row,
+        task=task,
+        query=query,
+        target=target + offset,
+        boxes=torch.cat([_on(t["boxes"], device, torch.float32).reshape(-1, 4) for t in targets]),
+        labels=torch.cat([_on(t["labels"], device, torch.int64).reshape(-1) for t in targets]),
+        image_counts=image_counts.float(),
+        pair_counts=pair_counts.float(),
+    )
 
 
 def _on(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -197,66 +240,63 @@ def _on(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
 
 
 def group_losses(
-    tasks: list[SupervisionTask],
     logits: Tensor,
     boxes: Tensor,
+    pairs: GroupPairs,
     num_targets: Tensor,
     weights: Tensor,
     focal_alpha: float,
     focal_gamma: float,
     log_class_error: bool,
+    dense=None,
 ) -> GroupLosses:
     """Losses of T tasks sharing their targets list.
 
-    logits: (T, B, Q, C); boxes: (T, B, Q, 4) (see `stack_predictions`); num_targets: scalar
-    normalizer; weights: (3, T) loss weights. log_class_error: compute the class error (else
-    it is left as NaN). All arithmetic in float32.
+    logits: (T, B, Q, C); boxes: (T, B, Q, 4) (see `stack_predictions`); pairs: see
+    `group_pairs`; num_targets: scalar normalizer; weights: (3, T) loss weights.
+    log_class_error: compute the class error (else it is NaN). dense: the tensor arithmetic,
+    `dense_group_losses` by default (the criterion passes its compiled version, if any).
     """
+    dense = dense_group_losses if dense is None else dense
+    return GroupLosses(*dense(
+        logits, boxes, pairs.row, pairs.task, pairs.query, pairs.target, pairs.boxes, pairs.labels,
+        pairs.image_counts, pairs.pair_counts, num_targets, weights, focal_alpha, focal_gamma, log_class_error,
+    ))
+
+
+def dense_group_losses(
+    logits: Tensor, boxes: Tensor, row: Tensor, task: Tensor, query: Tensor, target: Tensor, all_boxes: Tensor,
+    all_labels: Tensor, image_counts: Tensor, pair_counts: Tensor, num_targets: Tensor, weights: Tensor,
+    focal_alpha: float, focal_gamma: float, log_class_error: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The tensor arithmetic of `group_losses` (no host code: `torch.compile` can take it whole).
+    Returns the (3, T) terms, the total, the (T,) class error and the (T,) cardinality error.
+    All arithmetic in float32."""
     num_tasks, batch, num_queries, num_classes = logits.shape
-    device = logits.device
-    targets = tasks[0].targets
-    counts = [int(t["labels"].shape[0]) for t in targets]
-    index = torch.from_numpy(_pair_index(tasks, batch, counts))
-    if index.device != device:
-        index = index.to(device)
-    row, task_of_pair, target_offset = index.unbind(0)
-    empty = torch.zeros(0, dtype=torch.int64, device=device)
-    query = torch.cat([_on(p, device, torch.int64) for task in tasks for p, _ in task.assignment] or [empty])
-    target = torch.cat([_on(q, device, torch.int64) for task in tasks for _, q in task.assignment] or [empty])
-    flat_target = target.add_(target_offset) if target.numel() else target
-    all_boxes = torch.cat([_on(t["boxes"], device, torch.float32).reshape(-1, 4) for t in targets])
-    all_labels = torch.cat([_on(t["labels"], device, torch.int64).reshape(-1) for t in targets])
-    target_boxes = all_boxes[flat_target]
-    target_labels = all_labels[flat_target]
+    target_boxes = all_boxes[target]
+    target_labels = all_labels[target]
 
     flat_logits = logits.float().reshape(num_tasks * batch, num_queries, num_classes)
     # A query given to several targets takes the class of its last pair.
     winner = last_occurrence(row, query, num_tasks * batch, num_queries)
-    onehot = torch.zeros(flat_logits.shape, dtype=torch.float32, device=device)
+    onehot = torch.zeros(flat_logits.shape, dtype=torch.float32, device=logits.device)
     onehot[row[winner], query[winner], target_labels[winner]] = 1.0
     cls = onehot_focal_loss(flat_logits, onehot, focal_alpha, focal_gamma).view(num_tasks, -1).sum(dim=1)
 
     matched = boxes.float().reshape(num_tasks * batch, num_queries, 4)[row, query]  # (P, 4)
     per_pair = pair_box_losses(matched, target_boxes)  # (P, 2): L1, 1 - GIoU
-    box_terms = torch.zeros(num_tasks, 2, dtype=torch.float32, device=device).index_add_(0, task_of_pair, per_pair)
+    box_terms = per_pair.new_zeros(num_tasks, 2).index_add_(0, task, per_pair)
     terms = torch.cat([cls[None], box_terms.t()]) / num_targets  # (3, T)
     total = (terms * weights).sum()
 
     with torch.no_grad():
         detached = flat_logits.detach()
         if log_class_error:
-            matched_logits = detached[row, query]
-            correct = (matched_logits.argmax(dim=-1) == target_labels).float()
-            hits = torch.zeros(num_tasks, dtype=torch.float32, device=device).index_add_(0, task_of_pair, correct)
-            pair_counts = [float(sum(len(pred_idx) for pred_idx, _ in task.assignment)) for task in tasks]
-            pairs = torch.tensor(pair_counts, dtype=torch.float32)
-            pairs = pairs if pairs.device == device else pairs.to(device)
-            class_error = torch.where(pairs > 0, 100.0 - 100.0 * hits / pairs.clamp(min=1), 100.0)
+            correct = (detached[row, query].argmax(dim=-1) == target_labels).float()
+            hits = correct.new_zeros(num_tasks).index_add_(0, task, correct)
+            class_error = torch.where(pair_counts > 0, 100.0 - 100.0 * hits / pair_counts.clamp(min=1), 100.0)
         else:
-            class_error = torch.full((num_tasks,), float("nan"), device=device)
+            class_error = torch.full((num_tasks,), float("nan"), device=logits.device)
         predicted = (detached.argmax(dim=-1) != num_classes - 1).sum(dim=1).view(num_tasks, batch)
-        count_tensor = torch.tensor(counts, dtype=torch.float32)
-        count_tensor = count_tensor if count_tensor.device == device else count_tensor.to(device)
-        cardinality_error = (predicted.float() - count_tensor).abs().mean(dim=1)
-    return GroupLosses(terms=terms, total=total, class_error=class_error, cardinality_error=cardinality_error)
-
+        cardinality_error = (predicted.float() - image_counts).abs().mean(dim=1)
+    return terms, total, class_error, cardinality_error

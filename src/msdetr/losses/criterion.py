@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from msdetr.config.supervision import LossWeights
 from msdetr.errors import MsdetrError
-from msdetr.losses.batched import _WeightCache, group_losses, group_tasks, stack_predictions
+from msdetr.losses.batched import _WeightCache, group_losses, group_pairs, group_tasks, stack_predictions
 from msdetr.losses.names import LOG_TERMS, LOSS_TERMS, term_name, to_official_name
 from msdetr.losses.normalization import num_targets_across_ranks
 from msdetr.losses.term_table import TermTable, host_values
@@ -94,6 +94,8 @@ class Criterion(nn.Module):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self._weights = _WeightCache()
+        # the tensor arithmetic of a group's losses; `compile_criterion` replaces it by its compiled form
+        self.dense_losses = None
 
     def forward(self, output: DetectorOutput, targets: Targets) -> LossResult:
         reference = output.logits
@@ -121,8 +123,10 @@ class Criterion(nn.Module):
                 logits, boxes = stack_predictions(group, output)
                 weights = self._weights.get(tuple(task.stream for task in group), self.weights, logits.device)
                 flagged = [task.log_class_error for task in group]
+                pairs = group_pairs(group, logits.shape[1], logits.device)
                 losses = group_losses(
-                    group, logits, boxes, num_targets, weights, self.focal_alpha, self.focal_gamma, any(flagged)
+                    logits, boxes, pairs, num_targets, weights, self.focal_alpha, self.focal_gamma, any(flagged),
+                    dense=self.dense_losses,
                 )
                 totals.append(losses.total)
                 for term, values in zip(LOSS_TERMS, losses.terms.unbind(0)):
