@@ -32,7 +32,7 @@ from torch import Tensor
 
 from msdetr.config.supervision import LossWeights
 from msdetr.modeling.outputs import DetectorOutput, StreamPredictions
-from msdetr.supervision.base import SupervisionTask
+from msdetr.supervision.base import StreamLayer, SupervisionTask
 from msdetr.supervision.pairs import last_occurrence
 
 TERMS = ("cls", "bbox", "giou")
@@ -87,13 +87,21 @@ def pair_box_losses(pred: Tensor, target: Tensor) -> Tensor:
     return torch.stack([l1, 1 - giou], dim=1)
 
 
+def _layout(predictions) -> tuple:
+    """(logits shape, boxes shape, dtypes, device) of a task's predictions, without making views."""
+    if isinstance(predictions, StreamLayer) and predictions._views is None:
+        logits, boxes = predictions.stream.logits, predictions.stream.boxes
+        return (tuple(logits.shape[1:]), tuple(boxes.shape[1:]), logits.dtype, boxes.dtype, logits.device)
+    logits, boxes = predictions.logits, predictions.boxes
+    return (tuple(logits.shape), tuple(boxes.shape), logits.dtype, boxes.dtype, logits.device)
+
+
 def group_tasks(tasks: list[SupervisionTask]) -> list[list[int]]:
     """Indices of `tasks` grouped by (targets list, prediction shapes, dtype, device), first
     appearance order; within a group, task order is kept."""
     groups: dict[tuple, list[int]] = {}
     for index, task in enumerate(tasks):
-        logits, boxes = task.predictions.logits, task.predictions.boxes
-        key = (id(task.targets), tuple(logits.shape), tuple(boxes.shape), logits.dtype, boxes.dtype, logits.device)
+        key = (id(task.targets), *_layout(task.predictions))
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 
@@ -117,6 +125,9 @@ def _stream_of(task: SupervisionTask, output: DetectorOutput) -> StreamPredictio
     stream = output.streams.get(task.stream)
     if stream is None or task.layer is None:
         return None
+    predictions = task.predictions
+    if isinstance(predictions, StreamLayer) and predictions._views is None:  # not even made yet
+        return stream if predictions.stream is stream and predictions.layer == task.layer else None
     if _is_layer(task.predictions.logits, stream.logits, task.layer) and _is_layer(
         task.predictions.boxes, stream.boxes, task.layer
     ):
@@ -211,13 +222,17 @@ def group_pairs(tasks: list[SupervisionTask], batch: int, device: torch.device) 
         np.repeat(rows, sizes),
         np.repeat(rows // batch, sizes),
         np.repeat(image_offsets[rows % batch], sizes),
-        np.asarray(counts, dtype=np.int64),
-        sizes.reshape(len(tasks), batch).sum(axis=1),
     ])
-    index = torch.from_numpy(host)
+    # counts as float32 (exact), the bits carried in the same int64 transfer as the indices
+    host_counts = np.concatenate([np.asarray(counts), sizes.reshape(len(tasks), batch).sum(axis=1)])
+    host_counts = host_counts.astype(np.float32)
+    if host_counts.shape[0] % 2:
+        host_counts = np.concatenate([host_counts, np.zeros(1, dtype=np.float32)])
+    index = torch.from_numpy(np.concatenate([host, host_counts.view(np.int64)]))
     if index.device != device:
         index = index.to(device)
-    row, task, offset, image_counts, pair_counts = index.split([num_pairs] * 3 + [batch, len(tasks)])
+    row, task, offset, count_bits = index.split([num_pairs] * 3 + [host_counts.shape[0] // 2])
+    image_counts, pair_counts = count_bits.view(torch.float32)[: batch + len(tasks)].split([batch, len(tasks)])
     empty = [torch.zeros(0, dtype=torch.int64, device=device)]
     query = torch.cat([_on(p, device, torch.int64) for task_ in tasks for p, _ in task_.assignment] or empty)
     target = torch.cat([_on(q, device, torch.int64) for task_ in tasks for _, q in task_.assignment] or empty)
@@ -228,9 +243,14 @@ def group_pairs(tasks: list[SupervisionTask], batch: int, device: torch.device) 
         target=target + offset,
         boxes=torch.cat([_on(t["boxes"], device, torch.float32).reshape(-1, 4) for t in targets]),
         labels=torch.cat([_on(t["labels"], device, torch.int64).reshape(-1) for t in targets]),
-        image_counts=image_counts.float(),
-        pair_counts=pair_counts.float(),
+        image_counts=image_counts,
+        pair_counts=pair_counts,
     )
+
+
+def _float(tensor: Tensor) -> Tensor:
+    """`tensor.float()`, without the call for a float32 tensor."""
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
 
 
 def _on(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -276,27 +296,27 @@ def dense_group_losses(
     target_boxes = all_boxes[target]
     target_labels = all_labels[target]
 
-    flat_logits = logits.float().reshape(num_tasks * batch, num_queries, num_classes)
+    flat_logits = _float(logits).reshape(num_tasks * batch, num_queries, num_classes)
     # A query given to several targets takes the class of its last pair.
     winner = last_occurrence(row, query, num_tasks * batch, num_queries)
     onehot = torch.zeros(flat_logits.shape, dtype=torch.float32, device=logits.device)
     onehot[row[winner], query[winner], target_labels[winner]] = 1.0
     cls = onehot_focal_loss(flat_logits, onehot, focal_alpha, focal_gamma).view(num_tasks, -1).sum(dim=1)
 
-    matched = boxes.float().reshape(num_tasks * batch, num_queries, 4)[row, query]  # (P, 4)
+    matched = _float(boxes).reshape(num_tasks * batch, num_queries, 4)[row, query]  # (P, 4)
     per_pair = pair_box_losses(matched, target_boxes)  # (P, 2): L1, 1 - GIoU
     box_terms = per_pair.new_zeros(num_tasks, 2).index_add_(0, task, per_pair)
     terms = torch.cat([cls[None], box_terms.t()]) / num_targets  # (3, T)
     total = (terms * weights).sum()
 
     with torch.no_grad():
-        detached = flat_logits.detach()
+        top_class = flat_logits.detach().argmax(dim=-1)  # (T * B, Q)
         if log_class_error:
-            correct = (detached[row, query].argmax(dim=-1) == target_labels).float()
+            correct = (top_class[row, query] == target_labels).float()
             hits = correct.new_zeros(num_tasks).index_add_(0, task, correct)
             class_error = torch.where(pair_counts > 0, 100.0 - 100.0 * hits / pair_counts.clamp(min=1), 100.0)
         else:
             class_error = torch.full((num_tasks,), float("nan"), device=logits.device)
-        predicted = (detached.argmax(dim=-1) != num_classes - 1).sum(dim=1).view(num_tasks, batch)
+        predicted = (top_class != num_classes - 1).sum(dim=1).view(num_tasks, batch)
         cardinality_error = (predicted.float() - image_counts).abs().mean(dim=1)
     return terms, total, class_error, cardinality_error

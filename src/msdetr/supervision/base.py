@@ -56,6 +56,32 @@ class LayerPredictions:
     boxes: Tensor
 
 
+class StreamLayer(LayerPredictions):
+    """`LayerPredictions` of layer `layer` of a stacked stream, whose (B, Q, ...) views are
+    made on first access only (a batched consumer, like the criterion, uses the stream itself).
+
+    stream: the stream's predictions, logits (L, B, Q, C) and boxes (L, B, Q, 4).
+    """
+
+    def __init__(self, stream, layer: int) -> None:  # stream: modeling.outputs.StreamPredictions
+        self.stream = stream
+        self.layer = layer
+        self._views: tuple[Tensor, Tensor] | None = None
+
+    def _get(self) -> tuple[Tensor, Tensor]:
+        if self._views is None:
+            self._views = (self.stream.logits[self.layer], self.stream.boxes[self.layer])
+        return self._views
+
+    @property
+    def logits(self) -> Tensor:
+        return self._get()[0]
+
+    @property
+    def boxes(self) -> Tensor:
+        return self._get()[1]
+
+
 class Assigner(Protocol):
     """``(predictions, targets) -> per image (pred_idx, target_idx)``, computed without gradient."""
 

@@ -25,9 +25,11 @@ class EncoderAssigner:
         self.hungarian = HungarianAssigner(cost_class=0.0, cost_bbox=cost_bbox, cost_giou=cost_giou)
         self.match_on_anchors = match_on_anchors
 
-    def __call__(self, encoder: EncoderPredictions, targets: Targets) -> Assignment:
+    def __call__(self, encoder: EncoderPredictions, targets: Targets, agnostic: bool = False) -> Assignment:
+        """agnostic: the targets are already class-agnostic (saves relabeling them)."""
         boxes = encoder.anchors if self.match_on_anchors else encoder.boxes
-        return self.hungarian(LayerPredictions(logits=encoder.logits, boxes=boxes), class_agnostic(targets))
+        targets = targets if agnostic else class_agnostic(targets)
+        return self.hungarian(LayerPredictions(logits=encoder.logits, boxes=boxes), targets)
 
 
 class EncoderSupervision:
@@ -40,12 +42,13 @@ class EncoderSupervision:
         encoder = output.encoder
         if encoder is None:
             return []
+        agnostic = class_agnostic(targets)
         return [
             SupervisionTask(
                 stream=ENCODER,
                 layer=None,
                 predictions=LayerPredictions(logits=encoder.logits, boxes=encoder.boxes),
-                targets=class_agnostic(targets),
-                assignment=self.assigner(encoder, targets),
+                targets=agnostic,
+                assignment=self.assigner(encoder, agnostic, agnostic=True),
             )
         ]

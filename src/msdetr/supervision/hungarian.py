@@ -68,7 +68,7 @@ class HungarianAssigner:
         """(B, Q, T) float32 matching cost; columns past an image's target count are padding."""
         logits, boxes = predictions.logits, predictions.boxes
         with autocast_disabled(logits.device):
-            boxes = boxes.detach().float()
+            boxes = boxes.detach() if boxes.dtype == torch.float32 else boxes.detach().float()
             cost = self.cost_bbox * torch.cdist(boxes, padded.boxes, p=1)
             if self.cost_class != 0:
                 index = padded.labels[:, None, :].expand(-1, logits.shape[1], -1)
@@ -96,11 +96,14 @@ class HungarianAssigner:
         chunk = layers_per_chunk(num_layers, batch * logits.shape[2] * padded.max_count, device)
         costs = []
         for start in range(0, num_layers, chunk):
-            flat = LayerPredictions(
-                logits[start : start + chunk].flatten(0, 1), boxes[start : start + chunk].flatten(0, 1)
-            )
+            if chunk >= num_layers:  # all layers at once: no slicing
+                flat = LayerPredictions(logits.flatten(0, 1), boxes.flatten(0, 1))
+            else:
+                flat = LayerPredictions(
+                    logits[start : start + chunk].flatten(0, 1), boxes[start : start + chunk].flatten(0, 1)
+                )
             costs.append(self.cost_matrix(flat, padded.repeat(flat.logits.shape[0] // batch)))
-        cost = torch.cat(costs).cpu().numpy()  # (L * B, Q, T), row l * B + b
+        cost = (costs[0] if len(costs) == 1 else torch.cat(costs)).cpu().numpy()  # (L * B, Q, T), row l * B + b
         rows, cols = [], []
         for row in range(num_layers * batch):
             layer, image = divmod(row, batch)

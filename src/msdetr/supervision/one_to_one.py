@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from msdetr.errors import MsdetrError
 from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput
-from msdetr.supervision.base import Assigner, LayerPredictions, SupervisionTask, Targets
+from msdetr.supervision.base import Assigner, LayerPredictions, StreamLayer, SupervisionTask, Targets
 
 
 def layer_predictions(output: DetectorOutput, stream: str, layer: int) -> LayerPredictions:
     """(B, Q, C) logits and (B, Q, 4) boxes of one decoder layer of a stream."""
-    predictions = output.streams[stream]
-    return LayerPredictions(logits=predictions.logits[layer], boxes=predictions.boxes[layer])
+    return StreamLayer(output.streams[stream], layer)  # the views are made when used
 
 
 def require_stream(output: DetectorOutput, stream: str, strategy: str) -> int:
