@@ -65,6 +65,7 @@ from msdetr.config.schema import Config  # noqa: E402
 from msdetr.data.collate import Batch  # noqa: E402
 from msdetr.data.synthetic import CATEGORIES  # noqa: E402
 from msdetr.engine.amp import autocast, check_amp, make_scaler  # noqa: E402
+from msdetr.engine.compile import compile_criterion, compile_model  # noqa: E402
 from msdetr.engine.device import resolve_device  # noqa: E402
 from msdetr.engine.optim import build_optimizer  # noqa: E402
 from msdetr.engine.step import train_step  # noqa: E402
@@ -141,6 +142,9 @@ def build_trainee(args: argparse.Namespace, row: CostRow, device: torch.device) 
     torch.manual_seed(args.seed)
     model = build_model(cfg.model).to(device).train()
     criterion = build_criterion(cfg.supervision, cfg.model.num_classes)
+    if cfg.train.compile:  # --set train.compile=true: as `msdetr train` does
+        model = compile_model(model, cfg.train.compile_backend)
+        compile_criterion(criterion, cfg.train.compile_backend)
     timed = TimedStrategy(criterion.strategy, device, args.clock)
     criterion.strategy = timed
     optimizer = build_optimizer(model, cfg.train)
