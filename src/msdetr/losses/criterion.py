@@ -117,6 +117,8 @@ class Criterion(nn.Module):
         onehot[pairs.image[winner], pairs.query[winner], target_labels[winner]] = 1.0
 
         matched_boxes = boxes[pairs.image, pairs.query]
+        if task.normalizer_scale != 1.0:  # H-DETR / Group DETR normalizers (see SupervisionTask)
+            num_targets = num_targets * task.normalizer_scale
         losses = {
             "cls": focal_classification_sum(logits, onehot, self.focal_alpha, self.focal_gamma) / num_targets,
             "bbox": l1_box_sum(matched_boxes, target_boxes) / num_targets,
