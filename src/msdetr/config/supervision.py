@@ -108,7 +108,10 @@ class SupervisionConfig:
     (MS-DETR: plus top-K one-to-many on the `one_to_many` stream). Two-stage
     detectors also get the encoder proposal loss.
     focal_alpha, focal_gamma: of the focal classification loss and matching cost.
-    encoder_match_on_anchors: match encoder proposals on their anchors (official).
+    encoder_match_on_anchors: match encoder proposals on their anchors (official MS-DETR).
+    encoder_class_cost: add the class cost (matcher.cls) to the encoder matching. H-DETR's
+        code (and Deformable DETR's) match the encoder proposals like a decoder layer: class
+        cost on, refined boxes (encoder_match_on_anchors: false).
     """
 
     strategy: Strategy = "one_to_one"
@@ -120,6 +123,7 @@ class SupervisionConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     encoder_match_on_anchors: bool = True
+    encoder_class_cost: bool = False
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""

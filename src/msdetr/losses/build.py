@@ -51,7 +51,9 @@ def build_criterion(
         strategies.append(HybridSupervision(hungarian, config.hybrid.k, config.hybrid.official_normalization))
     encoder = EncoderSupervision(
         EncoderAssigner(
-            cost_bbox=costs.bbox, cost_giou=costs.giou, match_on_anchors=config.encoder_match_on_anchors
+            cost_bbox=costs.bbox, cost_giou=costs.giou, match_on_anchors=config.encoder_match_on_anchors,
+            cost_class=costs.cls if config.encoder_class_cost else 0.0,
+            focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma,
         )
     )
     return Criterion(
