@@ -4,7 +4,8 @@
 
 The reference checkout (HDETR/H-Deformable-DETR) is imported as is; inside this script only:
 the compiled deformable-attention extension is replaced by the reference's own pure-PyTorch
-`ms_deform_attn_core_pytorch`, `wandb` (imported by its engine) and its Swin backbone module (timm, mmcv) by empty modules,
+`ms_deform_attn_core_pytorch`; `wandb` (imported by its engine) and its Swin backbone module
+(timm, mmcv) by empty modules;
 torchvision's ResNet-50 is built without downloading weights, and the torchvision version
 check of its util/misc.py sees a version it understands. The model runs in training mode
 (dropout 0) on the CPU; its loss is the reference's own `train_hybrid` (engine.py).
