@@ -50,3 +50,12 @@ def test_preset_trains_and_logs_its_streams(tmp_path, preset, extra, streams):
                 assert f"{stream}.layer{layer}.{term}" in keys, (stream, layer, term, sorted(keys))
     others = {"hybrid", "group", "one_to_many"} - set(streams)
     assert not any(f"{s}.layer" in k for s in others for k in keys)
+
+
+def test_train_help_lists_the_presets(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for preset in ("hdetr_pp_r50_300", "msdetr_hdetr_pp_r50_300", "group_ddetr_pp_r50_300",
+                   "msdetr_group_ddetr_pp_r50_300"):
+        assert f"  {preset} " in text
