@@ -28,8 +28,7 @@ _OFFICIAL_TERM = {
     "class_error": "class_error",
     "cardinality_error": "cardinality_error",
 }
-# "hybrid": H-DETR's one-to-many branch (its `_one2many` names); Group DETR has no separate names
-_OFFICIAL_STREAM_SUFFIX = {ONE_TO_ONE: "", ONE_TO_MANY: "_o2m", "hybrid": "_one2many"}
+_OFFICIAL_STREAM_SUFFIX = {ONE_TO_ONE: "", ONE_TO_MANY: "_o2m"}
 
 
 def term_name(task_name: str, term: str) -> str:

@@ -81,7 +81,8 @@ class DecoderLayer(_DecoderBlocks):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                attn_mask: Tensor | None = None, tap: bool = False) -> tuple[Tensor, None]:
+                attn_mask: Tensor | None = None, tap: bool = False,
+                tap_queries: int | None = None) -> tuple[Tensor, None]:
         """Returns (one_to_one (B, Q, D), None)."""
         tgt = self.self_block(tgt, query_pos, attn_mask)
         tgt = self.cross_block(tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask)
@@ -111,12 +112,16 @@ class MixedSupervisionDecoderLayer(_DecoderBlocks):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                attn_mask: Tensor | None = None, tap: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Returns (one_to_one (B, Q, D), one_to_many (B, Q, D) or None when tap is False)."""
+                attn_mask: Tensor | None = None, tap: bool = True,
+                tap_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Returns (one_to_one (B, Q, D), one_to_many (B, Q', D) or None when tap is False);
+        tap_queries: tap only the first Q' queries (the primary ones, when extra query groups
+        follow them; None: all)."""
         tapped = None
         for index, name in enumerate(self.order):
             tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes,
                                  padding_mask, attn_mask)
             if tap and index == self.tap_after:
-                tapped = self.aux_ffn_block(tgt) if self.aux_ffn else tgt
+                tapped = tgt if tap_queries is None else tgt[:, :tap_queries]
+                tapped = self.aux_ffn_block(tapped) if self.aux_ffn else tapped
         return tgt, tapped

@@ -122,7 +122,7 @@ class DeformableDETR(nn.Module):
         queries = assemble_queries(init, groups, ONE_TO_ONE)
         dec = self.decoder(queries.tgt, queries.query_pos, queries.reference_points, memory, spatial_shapes,
                            valid_ratios, mask, box_heads=list(self.heads.box_heads), tap=all_streams,
-                           attn_mask=queries.attn_mask)
+                           attn_mask=queries.attn_mask, tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None)
         predictions = self.heads.predict(dec)
         streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
         if dec.hidden_o2m is not None:

@@ -84,11 +84,12 @@ class PredictionHeads(nn.Module):
         return StreamPredictions(logits=logits, boxes=boxes)
 
     def predict_one_to_many(self, decoder_out: DecoderOutput) -> StreamPredictions:
-        """One-to-many stream from the tapped features, same references as one-to-one."""
+        """One-to-many stream from the tapped features, same references as one-to-one
+        (the first Q' queries' when only the primary queries were tapped)."""
         class_heads = self.o2m_class_heads if self.o2m_class_heads is not None else self.class_heads
         box_heads = self.o2m_box_heads if self.o2m_box_heads is not None else self.box_heads
         hidden = decoder_out.hidden_o2m
         logits = torch.stack([head(h) for head, h in zip(class_heads, hidden)])
-        boxes = torch.stack([apply_box_delta(head(h), r)
+        boxes = torch.stack([apply_box_delta(head(h), r[:, : h.shape[1]])
                              for head, h, r in zip(box_heads, hidden, decoder_out.references)])
         return StreamPredictions(logits=logits, boxes=boxes)
