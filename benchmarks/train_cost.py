@@ -87,6 +87,19 @@ ROWS = [
         "one-to-one (baseline)", ["supervision.strategy=one_to_one", "model.mixed_supervision.enabled=false"]
     ),
     CostRow("MS-DETR", ["supervision.strategy=mixed", "model.mixed_supervision.enabled=true"]),
+    # paper Table 3: 1500 extra queries next to 300 (run on a 300-query preset, images large
+    # enough for 1800 two-stage proposals)
+    *[
+        CostRow(f"{prefix}{method}", [*base, *extra])
+        for prefix, base in [
+            ("", ["supervision.strategy=one_to_one", "model.mixed_supervision.enabled=false"]),
+            ("MS-DETR + ", ["supervision.strategy=mixed", "model.mixed_supervision.enabled=true"]),
+        ]
+        for method, extra in [
+            ("H-DETR", ["model.hybrid.num_queries=1500", "supervision.hybrid.enabled=true"]),
+            ("Group DETR", ["model.group.num_groups=6", "supervision.group.enabled=true"]),
+        ]
+    ],
 ]
 
 PHASES = ("forward", "assign", "loss", "backward", "optimizer")

@@ -73,6 +73,8 @@ def test_train_cost_reports_both_rows_with_phases_and_memory(tmp_path):
             "1",
             "--phases",
             "--count-ops",
+            "--rows",
+            "0,1",
             "--json",
             str(out),
             *overrides(SMALL_MODEL),

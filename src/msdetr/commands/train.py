@@ -21,8 +21,11 @@ from msdetr.errors import MsdetrError
 
 def _presets_epilog() -> str:
     lines = ["presets (--config NAME):"]
-    for name, description in list_presets().items():
-        lines += textwrap.wrap(description, width=90, initial_indent=f"  {name:<20s}", subsequent_indent=" " * 22)
+    presets = list_presets()
+    width = max([20, *(len(name) + 1 for name in presets)])
+    for name, description in presets.items():
+        lines += textwrap.wrap(description, width=70 + width, initial_indent=f"  {name:<{width}s}",
+                               subsequent_indent=" " * (width + 2))
     lines += [
         "",
         "examples:",

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from msdetr.config.model import BackboneConfig, MixedSupervisionConfig, ModelConfig
+from msdetr.config.model import BackboneConfig, HybridQueriesConfig, MixedSupervisionConfig, ModelConfig
 from msdetr.errors import MsdetrError
 
 # (official prefix regex, our replacement); first match wins
@@ -76,7 +76,8 @@ def config_from_official_args(args: Any, state_dict: Mapping[str, Tensor] | None
         dec_layers=int(a.get("dec_layers", 6)),
         dim_feedforward=int(a.get("dim_feedforward", 1024)),
         dropout=float(a.get("dropout", 0.1)),
-        num_queries=int(a.get("num_queries", 300)),
+        # H-DETR names the primary queries num_queries_one2one and adds num_queries_one2many
+        num_queries=int(a.get("num_queries_one2one", a.get("num_queries", 300))),
         num_feature_levels=int(a.get("num_feature_levels", 4)),
         enc_n_points=int(a.get("enc_n_points", 4)),
         dec_n_points=int(a.get("dec_n_points", 4)),
@@ -85,7 +86,13 @@ def config_from_official_args(args: Any, state_dict: Mapping[str, Tensor] | None
         mixed_selection=bool(a.get("mixed_selection", False)),
         look_forward_twice=bool(a.get("look_forward_twice", False)),
         padding_invariant=False,
-        backbone=BackboneConfig(name=str(a.get("backbone", "resnet50")), dilation=bool(a.get("dilation", False))),
+        backbone=BackboneConfig(
+            name=str(a.get("backbone", "resnet50")),
+            dilation=bool(a.get("dilation", False)),
+            # lr_backbone 0: the official code freezes the whole backbone
+            freeze_at="all" if float(a.get("lr_backbone", 2e-5)) <= 0 else "layer1",
+        ),
+        hybrid=HybridQueriesConfig(num_queries=int(a.get("num_queries_one2many", 0) or 0)),
         mixed_supervision=MixedSupervisionConfig(
             enabled=use_ms, tap="c", aux_ffn=bool(a.get("use_aux_ffn", True)) and use_ms
         ),
@@ -113,6 +120,10 @@ def convert_official_state_dict(
                 continue
             report.unplaced.append(key)
             continue
+        if key == "query_embed.weight" and cfg.hybrid.num_queries > 0:
+            # H-DETR: one embedding for the primary queries, then the hybrid branch's
+            out.update(_split_query_embed(value, cfg))
+            continue
         new = _rename(key, cfg, num_layers)
         if new is None:
             report.unplaced.append(key)
@@ -136,6 +147,19 @@ def _rename(key: str, cfg: ModelConfig, num_layers: int) -> str | None:
         if index == num_layers and cfg.two_stage:
             return f"heads.encoder_{name}_head.{rest}"
     return None
+
+
+def _split_query_embed(value: Tensor, cfg: ModelConfig) -> dict[str, Tensor]:
+    """H-DETR's (Q + E, ...) query embedding -> the primary rows and the hybrid provider's rows."""
+    q = cfg.num_queries
+    if value.shape[0] != q + cfg.hybrid.num_queries:
+        raise MsdetrError(
+            f"official checkpoint: query_embed.weight has {value.shape[0]} rows, expected "
+            f"num_queries_one2one + num_queries_one2many = {q} + {cfg.hybrid.num_queries}"
+        )
+    kind = "content_embed" if cfg.two_stage else "query_embed"
+    hybrid_index = 0  # the hybrid provider comes first among the query-group providers
+    return {f"queries.{kind}.weight": value[:q], f"query_groups.{hybrid_index}.{kind}.weight": value[q:]}
 
 
 def load_official_checkpoint(path: str) -> tuple[ModelConfig, dict[str, Tensor], ConversionReport, dict[str, Any]]:

@@ -280,7 +280,27 @@ def validate_config(cfg: Config, where: str = "config") -> None:
             "'one_to_one', so the one-to-many stream would never be supervised; set "
             "supervision.strategy: mixed or disable it"
         )
+    _check_extra_query_groups(cfg, where)
     try:
         cfg.supervision.validate()
     except MsdetrError as err:
         raise MsdetrError(f"{where}: {err}") from None
+
+
+def _check_extra_query_groups(cfg: Config, where: str) -> None:
+    """Hybrid / group queries and their supervision come together (a stream nobody supervises wastes time)."""
+    m, s = cfg.model, cfg.supervision
+    if m.hybrid.num_queries < 0:
+        raise MsdetrError(f"{where}: model.hybrid.num_queries is {m.hybrid.num_queries}; it must be >= 0")
+    if m.group.num_groups < 1:
+        raise MsdetrError(f"{where}: model.group.num_groups is {m.group.num_groups}; it must be >= 1")
+    pairs = [
+        ("model.hybrid.num_queries > 0", m.hybrid.num_queries > 0, "supervision.hybrid.enabled", s.hybrid.enabled),
+        ("model.group.num_groups > 1", m.group.num_groups > 1, "supervision.group.enabled", s.group.enabled),
+    ]
+    for model_key, model_on, loss_key, loss_on in pairs:
+        if model_on != loss_on:
+            raise MsdetrError(
+                f"{where}: {model_key} is {str(model_on).lower()} but {loss_key} is {str(loss_on).lower()}; "
+                "the extra queries and their supervision are enabled together (set both or neither)"
+            )

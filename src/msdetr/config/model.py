@@ -55,6 +55,34 @@ class MixedSupervisionConfig:
 
 
 @dataclass
+class HybridQueriesConfig:
+    """H-DETR hybrid matching: extra queries for the one-to-many branch (training only).
+
+    num_queries: extra queries (H-DETR: 1500 next to 300 primary); 0 disables the branch.
+    With two-stage they are the encoder proposals ranked right after the primary top-k
+    (one top-(Q + E) selection, as H-DETR); with mixed selection their content queries
+    are learned. Single-stage: learned (position, content) pairs. The queries only see
+    each other in self-attention; their predictions are the `hybrid` stream.
+    """
+
+    num_queries: int = 0
+
+
+@dataclass
+class GroupQueriesConfig:
+    """Group DETR: G - 1 extra copies of the primary query set (training only).
+
+    num_groups: G, the primary group included (1 disables; Table 3 of MS-DETR: 6, i.e.
+    1500 extra queries next to 300). Each extra group has the primary's size, its own
+    learned content queries and, with two-stage, the primary's top-k proposals as
+    positional queries and reference boxes. Groups only see themselves in self-attention;
+    all extra groups together are the `group` stream.
+    """
+
+    num_groups: int = 1
+
+
+@dataclass
 class ModelConfig:
     """Deformable-DETR family detector.
 
@@ -91,3 +119,5 @@ class ModelConfig:
     padding_invariant: bool = True
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mixed_supervision: MixedSupervisionConfig = field(default_factory=MixedSupervisionConfig)
+    hybrid: HybridQueriesConfig = field(default_factory=HybridQueriesConfig)
+    group: GroupQueriesConfig = field(default_factory=GroupQueriesConfig)

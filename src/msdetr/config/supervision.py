@@ -48,6 +48,36 @@ class OneToManyConfig:
 
 
 @dataclass
+class HybridConfig:
+    """H-DETR one-to-many branch supervision (stream `hybrid`; needs model.hybrid.num_queries > 0).
+
+    enabled: supervise the `hybrid` stream: Hungarian matching of every decoder layer
+        against the targets repeated `k` times.
+    k: repetitions of the targets (H-DETR `k_one2many`; its recipes use 6).
+    official_normalization: divide the branch's losses by k * N (H-DETR computes its
+        normalizer from the repeated targets) instead of N.
+    The branch weight lambda is folded into `loss_weights.hybrid` (lambda 1: the one-to-one weights).
+    """
+
+    enabled: bool = False
+    k: int = 6
+    official_normalization: bool = True
+
+
+@dataclass
+class GroupConfig:
+    """Group DETR supervision (stream `group`; needs model.group.num_groups > 1).
+
+    enabled: Hungarian matching of each extra group separately, on every decoder layer.
+    normalize_over_groups: as Group DETR, divide every one-to-one loss (primary and extra
+        groups) by G * N, so the G groups are averaged; false divides by N (each group counts fully).
+    """
+
+    enabled: bool = False
+    normalize_over_groups: bool = True
+
+
+@dataclass
 class LossWeights:
     """Weights of one stream's loss terms: sigmoid focal classification, L1 and GIoU box losses."""
 
@@ -63,6 +93,8 @@ class StreamLossWeights:
     one_to_one: LossWeights = field(default_factory=LossWeights)
     one_to_many: LossWeights = field(default_factory=LossWeights)
     encoder: LossWeights = field(default_factory=LossWeights)
+    hybrid: LossWeights = field(default_factory=LossWeights)
+    group: LossWeights = field(default_factory=LossWeights)
 
     def as_dict(self) -> dict[str, LossWeights]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -76,16 +108,22 @@ class SupervisionConfig:
     (MS-DETR: plus top-K one-to-many on the `one_to_many` stream). Two-stage
     detectors also get the encoder proposal loss.
     focal_alpha, focal_gamma: of the focal classification loss and matching cost.
-    encoder_match_on_anchors: match encoder proposals on their anchors (official).
+    encoder_match_on_anchors: match encoder proposals on their anchors (official MS-DETR).
+    encoder_class_cost: add the class cost (matcher.cls) to the encoder matching. H-DETR's
+        code (and Deformable DETR's) match the encoder proposals like a decoder layer: class
+        cost on, refined boxes (encoder_match_on_anchors: false).
     """
 
     strategy: Strategy = "one_to_one"
     matcher: MatcherCosts = field(default_factory=MatcherCosts)
     one_to_many: OneToManyConfig = field(default_factory=OneToManyConfig)
     loss_weights: StreamLossWeights = field(default_factory=StreamLossWeights)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     encoder_match_on_anchors: bool = True
+    encoder_class_cost: bool = False
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""
@@ -97,6 +135,8 @@ class SupervisionConfig:
             problems.append(("one_to_many.mode", o2m.mode, "one of 'official', 'paper'"))
         if isinstance(o2m.k, bool) or not isinstance(o2m.k, int) or o2m.k < 1:
             problems.append(("one_to_many.k", o2m.k, "an integer >= 1"))
+        if isinstance(self.hybrid.k, bool) or not isinstance(self.hybrid.k, int) or self.hybrid.k < 1:
+            problems.append(("hybrid.k", self.hybrid.k, "an integer >= 1"))
         if not 0.0 < o2m.positive_fraction <= 1.0:
             problems.append(("one_to_many.positive_fraction", o2m.positive_fraction, "in (0, 1]"))
         if not 0.0 < self.focal_alpha < 1.0:

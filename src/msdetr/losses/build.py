@@ -8,7 +8,9 @@ from msdetr.config.supervision import SupervisionConfig
 from msdetr.losses.criterion import Criterion
 from msdetr.supervision.compose import ComposedSupervision
 from msdetr.supervision.encoder import EncoderAssigner, EncoderSupervision
+from msdetr.supervision.group import GroupSupervision
 from msdetr.supervision.hungarian import HungarianAssigner
+from msdetr.supervision.hybrid import HybridSupervision
 from msdetr.supervision.mixed import MixedSupervision
 from msdetr.supervision.one_to_one import OneToOneSupervision
 from msdetr.supervision.topk import TopKAssigner
@@ -41,13 +43,21 @@ def build_criterion(
             generator=generator,
         )
         strategy = MixedSupervision(strategy, top_k, merge_one_to_one=o2m.merge_one_to_one)
+    # methods that add query groups (H-DETR hybrid, Group DETR) compose with the primary strategy
+    if config.group.enabled:
+        strategy = GroupSupervision(strategy, hungarian, normalize_over_groups=config.group.normalize_over_groups)
+    strategies = [strategy]
+    if config.hybrid.enabled:
+        strategies.append(HybridSupervision(hungarian, config.hybrid.k, config.hybrid.official_normalization))
     encoder = EncoderSupervision(
         EncoderAssigner(
-            cost_bbox=costs.bbox, cost_giou=costs.giou, match_on_anchors=config.encoder_match_on_anchors
+            cost_bbox=costs.bbox, cost_giou=costs.giou, match_on_anchors=config.encoder_match_on_anchors,
+            cost_class=costs.cls if config.encoder_class_cost else 0.0,
+            focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma,
         )
     )
     return Criterion(
-        ComposedSupervision([strategy, encoder]),
+        ComposedSupervision([*strategies, encoder]),
         weights=config.loss_weights.as_dict(),
         num_classes=num_classes,
         focal_alpha=config.focal_alpha,

@@ -124,8 +124,10 @@ class Criterion(nn.Module):
                 weights = self._weights.get(tuple(task.stream for task in group), self.weights, logits.device)
                 flagged = [task.log_class_error for task in group]
                 pairs = group_pairs(group, logits.shape[1], logits.device)
+                scale = group[0].normalizer_scale  # one value per group (see `group_tasks`)
+                normalizer = num_targets if scale == 1.0 else num_targets * scale
                 losses = group_losses(
-                    logits, boxes, pairs, num_targets, weights, self.focal_alpha, self.focal_gamma, any(flagged),
+                    logits, boxes, pairs, normalizer, weights, self.focal_alpha, self.focal_gamma, any(flagged),
                     dense=self.dense_losses,
                 )
                 totals.append(losses.total)

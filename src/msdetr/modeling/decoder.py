@@ -63,7 +63,8 @@ class DeformableDecoder(nn.Module):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], valid_ratios: Tensor, padding_mask: Tensor,
-                box_heads: list[nn.Module], tap: bool = True, attn_mask: Tensor | None = None) -> DecoderOutput:
+                box_heads: list[nn.Module], tap: bool = True, attn_mask: Tensor | None = None,
+                tap_queries: int | None = None) -> DecoderOutput:
         """
         tgt, query_pos:   (B, Q, D) content and positional queries
         reference_points: (B, Q, 4) normalized boxes or (B, Q, 2) points
@@ -71,6 +72,7 @@ class DeformableDecoder(nn.Module):
         box_heads:        one box head per layer (passed in, owned by the detector)
         tap:              ask mixed-supervision layers for their one-to-many features
         attn_mask:        optional self-attention mask (extra queries of other strategies)
+        tap_queries:      tap only the first this many queries (the primary ones); None: all
         """
         # MS-DETR auxiliary FFNs: applied after the loop, to all layers at once (they feed nothing
         # back into the decoder)
@@ -86,7 +88,7 @@ class DeformableDecoder(nn.Module):
             else:
                 ref_input = reference[:, :, None] * valid_ratios[:, None]
             out, out_o2m = layer(out, query_pos, ref_input, memory, spatial_shapes, padding_mask,
-                                 attn_mask=attn_mask, tap=tap, **extra)
+                                 attn_mask=attn_mask, tap=tap, tap_queries=tap_queries, **extra)
             delta = box_head(out)
             hidden.append(out)
             deltas.append(delta)

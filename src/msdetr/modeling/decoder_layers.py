@@ -82,7 +82,8 @@ class DecoderLayer(_DecoderBlocks):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                attn_mask: Tensor | None = None, tap: bool = False) -> tuple[Tensor, None]:
+                attn_mask: Tensor | None = None, tap: bool = False,
+                tap_queries: int | None = None) -> tuple[Tensor, None]:
         """Returns (one_to_one (B, Q, D), None)."""
         tgt = self.self_block(tgt, query_pos, attn_mask)
         tgt = self.cross_block(tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask)
@@ -113,17 +114,20 @@ class MixedSupervisionDecoderLayer(_DecoderBlocks):
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
                 attn_mask: Tensor | None = None, tap: bool = True,
-                defer_aux_ffn: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Returns (one_to_one (B, Q, D), one_to_many (B, Q, D) or None when tap is False).
+                defer_aux_ffn: bool = False, tap_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Returns (one_to_one (B, Q, D), one_to_many (B, Q', D) or None when tap is False).
 
         defer_aux_ffn: return the tapped features *before* the auxiliary FFN; the caller
-        applies it (the decoder does so for all layers at once, `aux_ffn_all_layers`)."""
+        applies it (the decoder does so for all layers at once, `aux_ffn_all_layers`).
+        tap_queries: tap only the first Q' queries (the primary ones, when extra query groups
+        follow them; None: all)."""
         tapped = None
         for index, name in enumerate(self.order):
             tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes,
                                  padding_mask, attn_mask)
             if tap and index == self.tap_after:
-                tapped = self.aux_ffn_block(tgt) if self.aux_ffn and not defer_aux_ffn else tgt
+                tapped = tgt if tap_queries is None else tgt[:, :tap_queries]
+                tapped = self.aux_ffn_block(tapped) if self.aux_ffn and not defer_aux_ffn else tapped
         return tgt, tapped
 
 

@@ -107,19 +107,23 @@ class DeformableDETR(nn.Module):
         valid_ratios = torch.stack(valid, 1)
 
         memory = self.encoder(src, pos, spatial_shapes, valid_ratios, mask)
+        with_groups = all_streams and len(self.query_groups) > 0
         if isinstance(self.queries, TwoStageQueries):
+            # proposals beyond the primary top-k for query groups that take them (H-DETR hybrid)
+            num_extra = max((getattr(p, "num_proposals", 0) for p in self.query_groups), default=0)
             init = self.queries(memory, mask, spatial_shapes, self.heads.encoder_class_head,
-                                self.heads.encoder_box_head)
+                                self.heads.encoder_box_head, num_extra=num_extra if with_groups else 0)
         else:
             init = self.queries(memory)
         groups = []
-        if all_streams and len(self.query_groups):
-            context = QueryContext(init, memory, mask, spatial_shapes, targets)
+        if with_groups:
+            context = QueryContext(init, memory, mask, spatial_shapes, targets, source=self.queries)
             groups = [provider(context) for provider in self.query_groups]
         queries = assemble_queries(init, groups, ONE_TO_ONE)
         dec = self.decoder(queries.tgt, queries.query_pos, queries.reference_points, memory, spatial_shapes,
                            valid_ratios, mask, box_heads=list(self.heads.box_heads), tap=all_streams,
-                           attn_mask=queries.attn_mask)
+                           attn_mask=queries.attn_mask,
+                           tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None)
         predictions, one_to_many = self.heads.predict_streams(dec)  # all layers, both streams at once
         streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
         if one_to_many is not None:

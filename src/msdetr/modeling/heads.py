@@ -108,6 +108,8 @@ class PredictionHeads(nn.Module):
             logits = stacked_linear(list(self.class_heads), hidden)
             o2m_logits = stacked_linear(list(self.o2m_class_heads), tapped)
         box_heads = self.o2m_box_heads if self.o2m_box_heads is not None else self.box_heads
+        if tapped.shape[2] != hidden.shape[2]:  # only the primary queries were tapped (extra query groups)
+            refine = _Refiner([r[:, : tapped.shape[2]] for r in decoder_out.references])
         o2m_boxes = refine(stacked_mlp(list(box_heads), tapped))
         return (StreamPredictions(logits=logits, boxes=o2o_boxes),
                 StreamPredictions(logits=o2m_logits, boxes=o2m_boxes))

@@ -26,12 +26,16 @@ class QueryInit:
     query_pos:        (B, Q, D) positional queries
     reference_points: (B, Q, 4) boxes or (B, Q, 2) points, normalized
     encoder:          two-stage proposals, or None
+    extra:            two-stage only, when asked (`num_extra`): the E proposals ranked right after
+                      the primary top-Q, as queries (B, E, ...) built the same way (extra query
+                      groups such as H-DETR's hybrid branch take them); None otherwise
     """
 
     tgt: Tensor
     query_pos: Tensor
     reference_points: Tensor
     encoder: EncoderPredictions | None = None
+    extra: QueryInit | None = None
 
 
 class LearnedQueries(nn.Module):
@@ -108,16 +112,19 @@ class TwoStageQueries(nn.Module):
         self.content_embed = nn.Embedding(num_queries, hidden_dim) if mixed_selection else None
 
     def forward(self, memory: Tensor, padding_mask: Tensor, spatial_shapes: list[tuple[int, int]],
-                class_head: nn.Module, box_head: nn.Module) -> QueryInit:
+                class_head: nn.Module, box_head: nn.Module, num_extra: int = 0) -> QueryInit:
         """
         memory: (B, S, D); padding_mask: (B, S) bool
         class_head, box_head: the encoder proposal heads (owned by the detector)
+        num_extra: also return the next `num_extra` proposals (one top-(Q + E) selection,
+                   split after Q) in `QueryInit.extra`, without content queries of their own
+                   (their `tgt` is the proposal content part even with mixed selection)
         """
         out_memory, anchors_unact = encoder_proposals(memory, padding_mask, spatial_shapes)
         out_memory = self.enc_output_norm(self.enc_output(out_memory))
         logits = class_head(out_memory)
         boxes_unact = box_head(out_memory) + anchors_unact
-        k = min(self.num_queries, logits.shape[1])
+        k = min(self.num_queries + num_extra, logits.shape[1])
         # Proposals are ranked by the first class: the encoder loss trains all objects as class 0.
         rank = logits[..., 0]
         if self.rank_valid_only:
@@ -126,7 +133,14 @@ class TwoStageQueries(nn.Module):
         top_boxes_unact = torch.gather(boxes_unact, 1, top[..., None].expand(-1, -1, 4)).detach()
         pos = self.pos_trans_norm(self.pos_trans(box_sine_embedding(top_boxes_unact, self.hidden_dim // 2)))
         query_pos, tgt = pos.split(self.hidden_dim, dim=2)
+        reference_points = top_boxes_unact.sigmoid()
+        extra = None
+        if num_extra:
+            q = self.num_queries
+            extra = QueryInit(tgt=tgt[:, q:], query_pos=query_pos[:, q:], reference_points=reference_points[:, q:])
+            tgt, query_pos, reference_points = tgt[:, :q], query_pos[:, :q], reference_points[:, :q]
         if self.content_embed is not None:
             tgt = self.content_embed.weight[None].expand(memory.shape[0], -1, -1)
         encoder = EncoderPredictions(logits=logits, boxes=boxes_unact.sigmoid(), anchors=anchors_unact.sigmoid())
-        return QueryInit(tgt=tgt, query_pos=query_pos, reference_points=top_boxes_unact.sigmoid(), encoder=encoder)
+        return QueryInit(tgt=tgt, query_pos=query_pos, reference_points=reference_points, encoder=encoder,
+                         extra=extra)

@@ -65,6 +65,12 @@ class QueryContext:
     spatial_shapes: (H_l, W_l) per feature level
     targets:        training targets (list of dicts with normalized cxcywh `boxes`, `labels`),
                     or None when the caller gave none
+    source:         the detector's primary query module (`LearnedQueries` / `TwoStageQueries`),
+                    whose layers extra queries may share (e.g. single-stage reference points)
+
+    A provider with an int attribute `num_proposals` > 0 gets, with two-stage, the proposals
+    ranked right after the primary top-Q in `primary.extra` (the detector asks for the largest
+    `num_proposals`; fewer when the image has fewer encoder tokens).
     """
 
     primary: QueryInit
@@ -72,6 +78,7 @@ class QueryContext:
     padding_mask: Tensor
     spatial_shapes: list[tuple[int, int]]
     targets: list[dict[str, Tensor]] | None = None
+    source: nn.Module | None = None
 
 
 class QueryGroupProvider(Protocol):
@@ -133,5 +140,13 @@ def assemble_queries(primary: QueryInit, groups: list[QueryGroup], primary_name:
 
 
 def build_query_group_providers(cfg) -> nn.ModuleList:
-    """The providers a `ModelConfig` asks for, in stream order (none yet: methods register here)."""
-    return nn.ModuleList()
+    """The providers a `ModelConfig` asks for, in stream order."""
+    from msdetr.modeling.group_queries import GroupQueries
+    from msdetr.modeling.hybrid_queries import HybridQueries
+
+    providers = nn.ModuleList()
+    if cfg.hybrid.num_queries > 0:
+        providers.append(HybridQueries(cfg.hybrid.num_queries, cfg.hidden_dim, cfg.two_stage, cfg.mixed_selection))
+    if cfg.group.num_groups > 1:
+        providers.append(GroupQueries(cfg.group.num_groups, cfg.num_queries, cfg.hidden_dim, cfg.two_stage))
+    return providers

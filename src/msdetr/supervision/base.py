@@ -99,6 +99,9 @@ class SupervisionTask:
     assignment: per image (pred_idx, target_idx), see the module docstring.
     log_class_error: also log the class error (the official code does so on the
         final layer of each decoder stream only).
+    normalizer_scale: the task's losses are divided by N * normalizer_scale (N: the
+        batch's target count); H-DETR's one-to-many branch uses k (its targets are
+        repeated k times), Group DETR the number of groups G.
     """
 
     stream: str
@@ -107,6 +110,7 @@ class SupervisionTask:
     targets: Targets
     assignment: Assignment
     log_class_error: bool = False
+    normalizer_scale: float = 1.0
 
     @property
     def name(self) -> str:
