@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,12 +27,16 @@ class QueryInit:
     query_pos:        (B, Q, D) positional queries
     reference_points: (B, Q, 4) boxes or (B, Q, 2) points, normalized
     encoder:          two-stage proposals, or None
+    position_of:      (B, E, 4) boxes in logit space -> (B, E, D) positional queries made the way
+                      the primary's are (for extra query groups, e.g. denoising); None when the
+                      decoder computes positional queries itself (anchor queries) or has none
     """
 
     tgt: Tensor
     query_pos: Tensor
     reference_points: Tensor
     encoder: EncoderPredictions | None = None
+    position_of: Callable[[Tensor], Tensor] | None = None
 
 
 class LearnedQueries(nn.Module):
@@ -129,4 +134,10 @@ class TwoStageQueries(nn.Module):
         if self.content_embed is not None:
             tgt = self.content_embed.weight[None].expand(memory.shape[0], -1, -1)
         encoder = EncoderPredictions(logits=logits, boxes=boxes_unact.sigmoid(), anchors=anchors_unact.sigmoid())
-        return QueryInit(tgt=tgt, query_pos=query_pos, reference_points=top_boxes_unact.sigmoid(), encoder=encoder)
+        return QueryInit(tgt=tgt, query_pos=query_pos, reference_points=top_boxes_unact.sigmoid(), encoder=encoder,
+                         position_of=self.positional_query)
+
+    def positional_query(self, boxes_unact: Tensor) -> Tensor:
+        """(B, E, 4) boxes in logit space -> (B, E, D) positional queries, as the proposals'."""
+        pos = self.pos_trans_norm(self.pos_trans(box_sine_embedding(boxes_unact, self.hidden_dim // 2)))
+        return pos[..., : self.hidden_dim]

@@ -133,5 +133,10 @@ def assemble_queries(primary: QueryInit, groups: list[QueryGroup], primary_name:
 
 
 def build_query_group_providers(cfg) -> nn.ModuleList:
-    """The providers a `ModelConfig` asks for, in stream order (none yet: methods register here)."""
-    return nn.ModuleList()
+    """The providers a `ModelConfig` asks for, in stream order (methods register here)."""
+    providers = nn.ModuleList()
+    if cfg.denoising.enabled:  # DN-DETR / DINO denoising queries
+        from msdetr.modeling.denoising import DenoisingQueries
+
+        providers.append(DenoisingQueries(cfg.denoising, cfg.num_classes, cfg.hidden_dim))
+    return providers
