@@ -63,6 +63,7 @@ class StreamLossWeights:
     one_to_one: LossWeights = field(default_factory=LossWeights)
     one_to_many: LossWeights = field(default_factory=LossWeights)
     encoder: LossWeights = field(default_factory=LossWeights)
+    denoising: LossWeights = field(default_factory=LossWeights)
 
     def as_dict(self) -> dict[str, LossWeights]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -77,6 +78,8 @@ class SupervisionConfig:
     detectors also get the encoder proposal loss.
     focal_alpha, focal_gamma: of the focal classification loss and matching cost.
     encoder_match_on_anchors: match encoder proposals on their anchors (official).
+    denoising_normalization: denoising terms (model.denoising) divided by N * groups ("groups",
+        DN-DETR and DINO) or by N ("targets", as the other streams).
     """
 
     strategy: Strategy = "one_to_one"
@@ -86,12 +89,15 @@ class SupervisionConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     encoder_match_on_anchors: bool = True
+    denoising_normalization: Literal["groups", "targets"] = "groups"
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""
         problems = []
         if self.strategy not in ("one_to_one", "mixed"):
             problems.append(("strategy", self.strategy, "one of 'one_to_one', 'mixed'"))
+        if self.denoising_normalization not in ("groups", "targets"):
+            problems.append(("denoising_normalization", self.denoising_normalization, "one of 'groups', 'targets'"))
         o2m = self.one_to_many
         if o2m.mode not in ("official", "paper"):
             problems.append(("one_to_many.mode", o2m.mode, "one of 'official', 'paper'"))

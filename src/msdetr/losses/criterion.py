@@ -102,6 +102,8 @@ class Criterion(nn.Module):
         return result
 
     def _add_task(self, task: SupervisionTask, num_targets: Tensor, result: LossResult) -> None:
+        if task.normalizer_scale != 1.0:  # denoising groups (DN-DETR / DINO): N * groups
+            num_targets = num_targets * task.normalizer_scale
         logits, boxes = task.predictions.logits, task.predictions.boxes
         batch, num_queries = logits.shape[:2]
         device = logits.device

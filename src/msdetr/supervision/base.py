@@ -73,6 +73,8 @@ class SupervisionTask:
     assignment: per image (pred_idx, target_idx), see the module docstring.
     log_class_error: also log the class error (the official code does so on the
         final layer of each decoder stream only).
+    normalizer_scale: the criterion divides this task's terms by N * normalizer_scale
+        (N = targets in the batch); DN-DETR / DINO denoising: the number of denoising groups.
     """
 
     stream: str
@@ -81,6 +83,7 @@ class SupervisionTask:
     targets: Targets
     assignment: Assignment
     log_class_error: bool = False
+    normalizer_scale: float = 1.0
 
     @property
     def name(self) -> str:
