@@ -28,7 +28,7 @@ def build_model(cfg: ModelConfig) -> DeformableDETR:
 def _check_queries(cfg: ModelConfig) -> None:
     """Anchor (DAB) queries and denoising groups: the combinations that make sense."""
     if cfg.anchor_queries and cfg.two_stage:
-        raise MsdetrError("model.anchor_queries: single-stage only; set model.two_stage: false (or drop anchor_queries)")
+        raise MsdetrError("model.anchor_queries: single-stage only; set model.two_stage: false")
     dn = cfg.denoising
     if dn.method not in ("none", "dn", "cdn"):
         raise MsdetrError(f"model.denoising.method: got {dn.method!r}; use one of 'none', 'dn', 'cdn'")
