@@ -1,23 +1,28 @@
-"""Make `tests/fixtures/dn_dab_deformable_reference.pt` from DN-DETR's DN-DAB-Deformable-DETR (not run in CI).
+"""Make `tests/fixtures/dn_dab_deformable_reference.pt` from the DAB / DN-DAB-Deformable-DETR reference code.
 
-    python tests/make_dab_fixture.py --dn-detr PATH/TO/IDEA-Research/DN-DETR [--out ...]
+Not run in CI:
 
-The reference model (`models/dn_dab_deformable_detr`: DAB-Deformable-DETR with DN-DETR's denoising)
-runs on the CPU: `.cuda()` / `.to("cuda")` go to the CPU, the compiled deformable attention is
-replaced by the reference's own pure-PyTorch `ms_deform_attn_core_pytorch`, torchvision builds the
-ResNet-50 without pretrained weights. Small sizes: hidden 256 (the reference's sine embedding is
-128 features per coordinate), 1 encoder and 2 decoder layers, 10 queries, dim_feedforward 256.
+    python tests/make_dab_fixture.py --dn-detr PATH/TO/IDEA-Research/DN-DETR \
+        --dab-detr PATH/TO/IDEA-Research/DAB-DETR [--out ...]
+
+The reference models (DN-DETR's `models/dn_dab_deformable_detr`: DAB-Deformable-DETR with DN-DETR's
+denoising, and DAB-DETR's `models/dab_deformable_detr`: DAB-Deformable-DETR alone) run on the CPU:
+`.cuda()` / `.to("cuda")` go to the CPU, the compiled deformable attention is replaced by the
+reference's own pure-PyTorch `ms_deform_attn_core_pytorch`, torchvision builds the ResNet-50
+without pretrained weights. Small sizes: hidden 256 (the reference's sine embedding is 128 features
+per coordinate), 1 encoder and 2 decoder layers, 10 queries, dim_feedforward 256.
 
 Weights: `fixture_weights` (a function of each reference parameter's name and shape, so the test
 regenerates them instead of reading megabytes): random, none on special values that hide errors
 (sampling-offset biases are off the pixel lattice, no zero-initialized layer). The backbone is frozen
 (`lr_backbone 0`, ours `freeze_at: all`; the MS-DETR conformance covers it) and a single feature level
-keeps the fixture small (gradients of every trainable parameter, float16 plus float32 norms).
+keeps the fixture small (gradients of every trainable parameter in float16, 5000 fixed entries of
+the larger ones, plus float32 norms).
 
-Records (see `tests/test_conformance_dab.py`): the state dict; eval-mode outputs (DAB-Deformable-DETR,
-no denoising); a training forward with denoising after `torch.manual_seed(DN_SEED)` (outputs of the
-matching and denoising queries), the criterion's losses (matching + `tgt_loss_*`), the weighted total,
-and every parameter's gradient.
+Records per model (see `tests/test_conformance_dab.py`): eval-mode outputs (no denoising); a training
+forward (DN: with denoising after `torch.manual_seed(DN_SEED)`, outputs of the matching and denoising
+queries), the criterion's losses (matching, DN: + `tgt_loss_*`), the weighted total, and every
+trainable parameter's gradient.
 """
 
 from __future__ import annotations
@@ -81,13 +86,22 @@ def fixture_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tenso
     return out
 
 
-def build(root: Path):
+GRAD_SAMPLE = 5000  # gradients of larger tensors: this many fixed entries (and the full norm)
+
+
+def sampled_entries(numel: int) -> torch.Tensor | None:
+    """The flat indices of a gradient kept in the fixture (None: all of it)."""
+    if numel <= 10_000:
+        return None
+    return torch.randperm(numel, generator=torch.Generator().manual_seed(numel))[:GRAD_SAMPLE]
+
+
+def build(root: Path, package: str):
+    """The reference DAB-Deformable-DETR of `package` (DN-DETR's or DAB-DETR's), with `fixture_weights`."""
     model_module, backbone_module, transformer_module, matcher_module, attn_module, func_module, misc = (
-        _import_from(root, [
-            "models.dn_dab_deformable_detr.dab_deformable_detr", "models.dn_dab_deformable_detr.backbone",
-            "models.dn_dab_deformable_detr.deformable_transformer", "models.dn_dab_deformable_detr.matcher",
-            "models.dn_dab_deformable_detr.ops.modules.ms_deform_attn",
-            "models.dn_dab_deformable_detr.ops.functions.ms_deform_attn_func", "util.misc"]))
+        _import_from(root, [f"models.{package}.{name}" for name in (
+            "dab_deformable_detr", "backbone", "deformable_transformer", "matcher", "ops.modules.ms_deform_attn",
+            "ops.functions.ms_deform_attn_func")] + ["util.misc"]))
     sys.path.insert(0, str(root))  # the reference imports util.* lazily
 
     class PurePyTorch:
@@ -114,7 +128,7 @@ def build(root: Path):
     matcher = matcher_module.HungarianMatcher(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0)
     criterion = model_module.SetCriterion(args.num_classes, matcher, weight_dict,
                                           ["labels", "boxes", "cardinality"], focal_alpha=0.25)
-    return model, criterion, misc, args
+    return model, criterion, misc
 
 
 def _outputs(out: dict) -> dict:
@@ -122,46 +136,63 @@ def _outputs(out: dict) -> dict:
             "aux_outputs": [{k: v.detach() for k, v in a.items()} for a in out["aux_outputs"]]}
 
 
+def run_case(root: Path, denoising: bool) -> dict:
+    """DN-DAB-Deformable-DETR (DN-DETR's code) or DAB-Deformable-DETR (DAB-DETR's code)."""
+    package = "dn_dab_deformable_detr" if denoising else "dab_deformable_detr"
+    model, criterion, misc = build(root, package)
+    images, targets = inputs()
+    samples = misc.nested_tensor_from_tensor_list(images)
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(samples, dn_args=0)[0] if denoising else model(samples)
+    model.train()
+    criterion.train()
+    torch.manual_seed(DN_SEED)
+    case = {}
+    if denoising:
+        dn_args = (targets, ARGS["scalar"], ARGS["label_noise_scale"], ARGS["box_noise_scale"], 0)
+        train_out, mask_dict = model(samples, dn_args=dn_args)
+        losses = criterion(train_out, targets, mask_dict)
+        known_logits, known_boxes = mask_dict["output_known_lbs_bboxes"]
+        case["train_denoising"] = {"logits": known_logits.detach(), "boxes": known_boxes.detach(),
+                                   "pad_size": mask_dict["pad_size"]}
+    else:
+        train_out = model(samples)
+        losses = criterion(train_out, targets)
+    total = sum(losses[k] * criterion.weight_dict[k] for k in losses if k in criterion.weight_dict)
+    total.backward()
+    grads = {k: p.grad.detach() for k, p in model.named_parameters() if p.grad is not None}
+    kept = {}
+    for name, grad in grads.items():
+        index = sampled_entries(grad.numel())
+        kept[name] = (grad.flatten() if index is None else grad.flatten()[index]).half()
+    case.update({
+        "shapes": {k: tuple(v.shape) for k, v in model.state_dict().items()},
+        "eval_outputs": _outputs(eval_out),
+        "train_outputs": _outputs(train_out),
+        "losses": {k: torch.as_tensor(v).detach().float() for k, v in losses.items()},
+        "weight_dict": criterion.weight_dict, "total": total.detach(),
+        "grads": kept,  # float16, flat, `sampled_entries` of large tensors
+        "grad_norms": {k: g.norm() for k, g in grads.items()},
+    })
+    print(f"{package}: total loss {total.item():.4f}")
+    return case
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dn-detr", type=Path, required=True)
+    parser.add_argument("--dab-detr", type=Path, required=True)
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "fixtures" / "dn_dab_deformable_reference.pt")
     args = parser.parse_args()
     _cpu_only()
-    model, criterion, misc, ref_args = build(args.dn_detr)
-    images, targets = inputs()
-    samples = misc.nested_tensor_from_tensor_list(images)
-
-    model.eval()
-    with torch.no_grad():
-        eval_out, _ = model(samples, dn_args=0)
-
-    model.train()
-    criterion.train()
-    torch.manual_seed(DN_SEED)
-    dn_args = (targets, ref_args.scalar, ref_args.label_noise_scale, ref_args.box_noise_scale, 0)
-    train_out, mask_dict = model(samples, dn_args=dn_args)
-    losses = criterion(train_out, targets, mask_dict)
-    total = sum(losses[k] * criterion.weight_dict[k] for k in losses if k in criterion.weight_dict)
-    total.backward()
-    known_logits, known_boxes = mask_dict["output_known_lbs_bboxes"]
-    grads = {k: p.grad.detach() for k, p in model.named_parameters() if p.grad is not None}
-    fixture = {
-        "args": ARGS, "dn_seed": DN_SEED,  # images and targets: `inputs()`
-        "shapes": {k: tuple(v.shape) for k, v in model.state_dict().items()},
-        "eval_outputs": _outputs(eval_out),
-        "train_outputs": _outputs(train_out),
-        "train_denoising": {"logits": known_logits.detach(), "boxes": known_boxes.detach(),
-                            "pad_size": mask_dict["pad_size"]},
-        "losses": {k: torch.as_tensor(v).detach().float() for k, v in losses.items()},
-        "weight_dict": criterion.weight_dict, "total": total.detach(),
-        "grads": {k: g.half() for k, g in grads.items()},
-        "grad_norms": {k: g.norm() for k, g in grads.items()},
-    }
+    fixture = {"args": ARGS, "dn_seed": DN_SEED,  # images and targets: `inputs()`
+               "dn_dab": run_case(args.dn_detr, denoising=True),
+               "dab": run_case(args.dab_detr, denoising=False)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(fixture, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), total loss {total.item():.4f}")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
