@@ -33,8 +33,8 @@ def shrunken(preset: str, tmp_path):
     model = replace(tiny.model, two_stage=m.two_stage, with_box_refine=m.with_box_refine,
                     mixed_selection=m.mixed_selection, look_forward_twice=m.look_forward_twice,
                     anchor_queries=m.anchor_queries, mixed_supervision=m.mixed_supervision,
-                    denoising=replace(m.denoising, dn_number=10))
-    return replace(cfg, model=model, data=tiny.data, train=tiny.train, eval=tiny.eval)
+                    denoising=replace(m.denoising, dn_number=2, num_groups=2))
+    return replace(cfg, model=model, data=tiny.data, train=replace(tiny.train, vis_images=0), eval=tiny.eval)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
