@@ -60,3 +60,28 @@ def test_preset_trains_and_predicts_without_denoising(preset, tmp_path):
         out = model(images, torch.zeros(1, 64, 64, dtype=torch.bool))
     assert set(out.streams) == {"one_to_one"} and out.query_meta == {}
     assert out.logits.shape == (1, cfg.model.num_queries, cfg.model.num_classes)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_recipe(preset):
+    cfg = load_config(preset)
+    m, s, t = cfg.model, cfg.supervision, cfg.train
+    assert (t.epochs, t.schedule.drop_epochs, t.optimizer.lr, t.reference_batch_size) == (12, [11], 2e-4, 16)
+    msdetr = preset.startswith("msdetr")
+    assert m.mixed_supervision.enabled == msdetr and s.strategy == ("mixed" if msdetr else "one_to_one")
+    assert s.loss_weights.one_to_one.cls == (1.0 if msdetr else 2.0)
+    if "dab" in preset:
+        assert m.anchor_queries and not m.two_stage and m.with_box_refine and m.num_queries == 300
+    else:
+        assert m.two_stage and m.mixed_selection and m.look_forward_twice and m.num_queries == 900
+    if "dn_" in preset:
+        assert (m.denoising.method, m.denoising.num_groups, m.denoising.label_noise, m.denoising.box_noise) == (
+            "dn", 5, 0.2, 0.4) and m.denoising.label_indicator
+    elif "dino" in preset:
+        assert (m.denoising.method, m.denoising.dn_number, m.denoising.label_noise, m.denoising.box_noise) == (
+            "cdn", 100, 0.5, 0.4) and not m.denoising.label_indicator
+    else:
+        assert not m.denoising.enabled
+    if m.denoising.enabled:  # denoising terms weighted as the one-to-one ones, divided by objects x groups
+        assert s.loss_weights.denoising == s.loss_weights.one_to_one
+        assert s.denoising_normalization == "groups"
