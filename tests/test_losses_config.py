@@ -8,6 +8,7 @@ from msdetr.config.supervision import SupervisionConfig
 from msdetr.errors import MsdetrError
 from msdetr.losses import build_criterion
 from msdetr.supervision import EncoderSupervision, MixedSupervision, OneToOneSupervision, TopKAssigner
+from msdetr.supervision.denoising import DenoisingSupervision
 
 
 def test_defaults_are_the_official_ones():
@@ -30,8 +31,10 @@ def test_build_wires_strategy_and_options():
     config = SupervisionConfig(strategy="mixed")
     config.one_to_many.k, config.one_to_many.mode, config.one_to_many.merge_one_to_one = 4, "paper", True
     criterion = build_criterion(config, num_classes=3)
-    mixed, encoder = criterion.strategy.strategies
+    mixed, encoder = criterion.strategy.strategies[:2]
     assert isinstance(mixed, MixedSupervision) and isinstance(encoder, EncoderSupervision)
+    # denoising tasks only appear when the detector returns a `denoising` stream
+    assert any(isinstance(s, DenoisingSupervision) for s in criterion.strategy.strategies)
     assert isinstance(mixed.one_to_many, TopKAssigner)
     assert (mixed.one_to_many.k, mixed.one_to_many.mode, mixed.merge_one_to_one) == (4, "paper", True)
     plain = build_criterion(SupervisionConfig(), num_classes=3).strategy.strategies[0]

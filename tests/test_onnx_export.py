@@ -111,3 +111,29 @@ def test_export_bad_size_is_a_one_line_error(setup, tmp_path, capsys):
                  "--height", "16"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at least 32 pixels" in err
+
+
+@pytest.mark.parametrize("variant", ["dab_dn", "dino"])
+def test_dab_and_dino_models_export_without_denoising_queries(variant, setup, tmp_path):
+    """Anchor (DAB) queries with DN-DETR denoising, and Deformable-DETR++ with DINO's contrastive
+    denoising: the exported graph is the inference path (no denoising queries, no label embedding)."""
+    from msdetr.config.model import DenoisingConfig
+
+    if variant == "dab_dn":
+        overrides = dict(two_stage=False, anchor_queries=True,
+                         denoising=DenoisingConfig(method="dn", label_indicator=True))
+    else:
+        overrides = dict(mixed_selection=True, look_forward_twice=True, denoising=DenoisingConfig(method="cdn"))
+    checkpoint = random_checkpoint(tmp_path / "model.pt", eval_size=96, **overrides)
+    model, _ = build_from_file(checkpoint)
+    graph = InferenceGraph(model.eval(), topk=30)
+    image = setup[2][0][None]
+    height, width = image.shape[-2:]
+    exported = export_onnx(graph, tmp_path / f"{variant}.onnx", height, width)
+    with torch.no_grad():
+        expected = graph(image)
+    _assert_matches(run_onnxruntime(exported.path, image), expected, height, width)
+    names = [i.name for i in onnx.load(str(exported.path)).graph.initializer]
+    assert not [n for n in names if "label_embed" in n]
+    if variant == "dab_dn":
+        assert [n for n in names if "ref_point_head" in n]  # positional queries from the anchors

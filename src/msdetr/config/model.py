@@ -83,6 +83,39 @@ class GroupQueriesConfig:
 
 
 @dataclass
+class DenoisingConfig:
+    """Denoising query groups while training (DN-DETR, DINO contrastive denoising); nothing at inference.
+
+    method: "none"; "dn" (DN-DETR: `num_groups` groups of noised ground-truth boxes and flipped
+        labels, each query reconstructs its object); "cdn" (DINO: every group holds a positive
+        copy (small noise, reconstructs the object) and a negative copy (larger noise, predicts
+        "no object") of each object; the group count follows `dn_number`).
+    num_groups: "dn": the fixed number of groups (DN-DETR `--scalar`, 5).
+    dn_number: "cdn": DINO's `dn_number` (100): 2 * dn_number // (2 * most objects in an image)
+        groups, so about 2 * dn_number denoising queries (DINO's rule, odd corners included:
+        2 * dn_number groups when 1 <= 2 * dn_number < 100, one group for an empty batch).
+    label_noise: "dn": probability of replacing a label by a random class (DN-DETR 0.2);
+        "cdn": DINO's `label_noise_ratio` (0.5), a label is replaced with probability half of it.
+    box_noise: DN-DETR `box_noise_scale` (0.4: centre moved by up to 0.2 w/h, sides scaled by
+        up to +-40%); DINO's (1.0: corners moved by up to half a side, negatives by 1-2 halves).
+    label_indicator: DN-DETR's label embedding of hidden_dim - 1 plus an indicator feature (1 on
+        denoising queries, 0 on the primary queries, whose learned content is hidden_dim - 1 wide);
+        anchor (DAB) queries only. Off: a hidden_dim label embedding (DINO).
+    """
+
+    method: Literal["none", "dn", "cdn"] = "none"
+    num_groups: int = 5
+    dn_number: int = 100
+    label_noise: float = 0.2
+    box_noise: float = 0.4
+    label_indicator: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+
+@dataclass
 class ModelConfig:
     """Deformable-DETR family detector.
 
@@ -97,6 +130,10 @@ class ModelConfig:
     two-stage proposals never come from padded or invalid locations. The official
     code does neither (its outputs depend on the batch's padding); checkpoints
     converted from it set this to false so they reproduce the official outputs.
+    anchor_queries: DAB-Deformable-DETR queries (single-stage only): learned content and
+    learned 4-d anchor boxes; each decoder layer's positional query is an MLP of the sine
+    embedding of the layer's current anchor (scaled by an MLP of the content from layer 1 on).
+    denoising: extra denoising query groups while training (DN-DETR / DINO), see `DenoisingConfig`.
     """
 
     num_classes: int = 91
@@ -117,7 +154,9 @@ class ModelConfig:
     look_forward_twice: bool = False
     position_temperature: float = 10000.0
     padding_invariant: bool = True
+    anchor_queries: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mixed_supervision: MixedSupervisionConfig = field(default_factory=MixedSupervisionConfig)
     hybrid: HybridQueriesConfig = field(default_factory=HybridQueriesConfig)
     group: GroupQueriesConfig = field(default_factory=GroupQueriesConfig)
+    denoising: DenoisingConfig = field(default_factory=DenoisingConfig)

@@ -95,6 +95,7 @@ class StreamLossWeights:
     encoder: LossWeights = field(default_factory=LossWeights)
     hybrid: LossWeights = field(default_factory=LossWeights)
     group: LossWeights = field(default_factory=LossWeights)
+    denoising: LossWeights = field(default_factory=LossWeights)
 
     def as_dict(self) -> dict[str, LossWeights]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -112,6 +113,8 @@ class SupervisionConfig:
     encoder_class_cost: add the class cost (matcher.cls) to the encoder matching. H-DETR's
         code (and Deformable DETR's) match the encoder proposals like a decoder layer: class
         cost on, refined boxes (encoder_match_on_anchors: false).
+    denoising_normalization: denoising terms (model.denoising) divided by N * groups ("groups",
+        DN-DETR and DINO) or by N ("targets", as the other streams).
     """
 
     strategy: Strategy = "one_to_one"
@@ -124,12 +127,15 @@ class SupervisionConfig:
     focal_gamma: float = 2.0
     encoder_match_on_anchors: bool = True
     encoder_class_cost: bool = False
+    denoising_normalization: Literal["groups", "targets"] = "groups"
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""
         problems = []
         if self.strategy not in ("one_to_one", "mixed"):
             problems.append(("strategy", self.strategy, "one of 'one_to_one', 'mixed'"))
+        if self.denoising_normalization not in ("groups", "targets"):
+            problems.append(("denoising_normalization", self.denoising_normalization, "one of 'groups', 'targets'"))
         o2m = self.one_to_many
         if o2m.mode not in ("official", "paper"):
             problems.append(("one_to_many.mode", o2m.mode, "one of 'official', 'paper'"))

@@ -7,6 +7,7 @@ import torch
 from msdetr.config.supervision import SupervisionConfig
 from msdetr.losses.criterion import Criterion
 from msdetr.supervision.compose import ComposedSupervision
+from msdetr.supervision.denoising import DenoisingSupervision
 from msdetr.supervision.encoder import EncoderAssigner, EncoderSupervision
 from msdetr.supervision.group import GroupSupervision
 from msdetr.supervision.hungarian import HungarianAssigner
@@ -57,7 +58,8 @@ def build_criterion(
         )
     )
     return Criterion(
-        ComposedSupervision([*strategies, encoder]),
+        # denoising tasks only when the detector returns a `denoising` stream (model.denoising)
+        ComposedSupervision([*strategies, encoder, DenoisingSupervision(config.denoising_normalization)]),
         weights=config.loss_weights.as_dict(),
         num_classes=num_classes,
         focal_alpha=config.focal_alpha,

@@ -64,7 +64,7 @@ class DeformableDecoder(nn.Module):
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], valid_ratios: Tensor, padding_mask: Tensor,
                 box_heads: list[nn.Module], tap: bool = True, attn_mask: Tensor | None = None,
-                tap_queries: int | None = None) -> DecoderOutput:
+                tap_queries: int | None = None, query_position: nn.Module | None = None) -> DecoderOutput:
         """
         tgt, query_pos:   (B, Q, D) content and positional queries
         reference_points: (B, Q, 4) normalized boxes or (B, Q, 2) points
@@ -73,6 +73,9 @@ class DeformableDecoder(nn.Module):
         tap:              ask mixed-supervision layers for their one-to-many features
         attn_mask:        optional self-attention mask (extra queries of other strategies)
         tap_queries:      tap only the first this many queries (the primary ones); None: all
+        query_position:   computes each layer's positional query from its reference boxes
+                          (anchor queries: `(anchors (B, Q, 4), content (B, Q, D), layer) -> (B, Q, D)`);
+                          None: every layer uses `query_pos`
         """
         # MS-DETR auxiliary FFNs: applied after the loop, to all layers at once (they feed nothing
         # back into the decoder)
@@ -82,11 +85,13 @@ class DeformableDecoder(nn.Module):
         reference = reference_points
         predict_from = reference_points
         hidden, hidden_o2m, deltas, references = [], [], [], []
-        for layer, box_head in zip(self.layers, box_heads):
+        for index, (layer, box_head) in enumerate(zip(self.layers, box_heads)):
             if reference.shape[-1] == 4:
                 ref_input = reference[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]
             else:
                 ref_input = reference[:, :, None] * valid_ratios[:, None]
+            if query_position is not None:
+                query_pos = query_position(ref_input[:, :, 0], out, index)
             out, out_o2m = layer(out, query_pos, ref_input, memory, spatial_shapes, padding_mask,
                                  attn_mask=attn_mask, tap=tap, tap_queries=tap_queries, **extra)
             delta = box_head(out)

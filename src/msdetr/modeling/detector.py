@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from msdetr.config.model import ModelConfig
+from msdetr.modeling.anchor_queries import AnchorQueries
 from msdetr.modeling.backbone import Backbone
 from msdetr.modeling.decoder import DeformableDecoder
 from msdetr.modeling.decoder_layers import DecoderLayer, MixedSupervisionDecoderLayer
@@ -51,6 +52,9 @@ class DeformableDETR(nn.Module):
         if cfg.two_stage:
             self.queries = TwoStageQueries(cfg.num_queries, d, cfg.mixed_selection,
                                            rank_valid_only=cfg.padding_invariant)
+        elif cfg.anchor_queries:
+            content = d - 1 if cfg.denoising.enabled and cfg.denoising.label_indicator else d
+            self.queries = AnchorQueries(cfg.num_queries, d, content_dim=content)
         else:
             self.queries = LearnedQueries(cfg.num_queries, d)
         self._init_transformer()
@@ -68,12 +72,12 @@ class DeformableDETR(nn.Module):
         for m in self.modules():
             if isinstance(m, MultiScaleDeformableAttention):
                 m.reset_parameters()
-        if isinstance(self.queries, LearnedQueries):
+        if isinstance(self.queries, (LearnedQueries, AnchorQueries)):
             self.queries.reset_parameters()
         # embeddings are N(0, 1) like torch's default, not xavier
         if isinstance(self.queries, LearnedQueries):
             nn.init.normal_(self.queries.query_embed.weight)
-        elif self.queries.content_embed is not None:
+        elif isinstance(self.queries, TwoStageQueries) and self.queries.content_embed is not None:
             nn.init.normal_(self.queries.content_embed.weight)
 
     def forward(self, images: Tensor, pixel_mask: Tensor, all_streams: bool | None = None,
@@ -123,7 +127,8 @@ class DeformableDETR(nn.Module):
         dec = self.decoder(queries.tgt, queries.query_pos, queries.reference_points, memory, spatial_shapes,
                            valid_ratios, mask, box_heads=list(self.heads.box_heads), tap=all_streams,
                            attn_mask=queries.attn_mask,
-                           tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None)
+                           tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None,
+                           query_position=self.queries.position if isinstance(self.queries, AnchorQueries) else None)
         predictions, one_to_many = self.heads.predict_streams(dec)  # all layers, both streams at once
         streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
         if one_to_many is not None:

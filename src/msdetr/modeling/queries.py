@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,9 @@ class QueryInit:
     extra:            two-stage only, when asked (`num_extra`): the E proposals ranked right after
                       the primary top-Q, as queries (B, E, ...) built the same way (extra query
                       groups such as H-DETR's hybrid branch take them); None otherwise
+    position_of:      (B, E, 4) boxes in logit space -> (B, E, D) positional queries made the way
+                      the primary's are (for extra query groups, e.g. denoising); None when the
+                      decoder computes positional queries itself (anchor queries) or has none
     """
 
     tgt: Tensor
@@ -36,6 +40,7 @@ class QueryInit:
     reference_points: Tensor
     encoder: EncoderPredictions | None = None
     extra: QueryInit | None = None
+    position_of: Callable[[Tensor], Tensor] | None = None
 
 
 class LearnedQueries(nn.Module):
@@ -143,4 +148,9 @@ class TwoStageQueries(nn.Module):
             tgt = self.content_embed.weight[None].expand(memory.shape[0], -1, -1)
         encoder = EncoderPredictions(logits=logits, boxes=boxes_unact.sigmoid(), anchors=anchors_unact.sigmoid())
         return QueryInit(tgt=tgt, query_pos=query_pos, reference_points=reference_points, encoder=encoder,
-                         extra=extra)
+                         extra=extra, position_of=self.positional_query)
+
+    def positional_query(self, boxes_unact: Tensor) -> Tensor:
+        """(B, E, 4) boxes in logit space -> (B, E, D) positional queries, as the proposals'."""
+        pos = self.pos_trans_norm(self.pos_trans(box_sine_embedding(boxes_unact, self.hidden_dim // 2)))
+        return pos[..., : self.hidden_dim]

@@ -149,4 +149,8 @@ def build_query_group_providers(cfg) -> nn.ModuleList:
         providers.append(HybridQueries(cfg.hybrid.num_queries, cfg.hidden_dim, cfg.two_stage, cfg.mixed_selection))
     if cfg.group.num_groups > 1:
         providers.append(GroupQueries(cfg.group.num_groups, cfg.num_queries, cfg.hidden_dim, cfg.two_stage))
+    if cfg.denoising.enabled:  # DN-DETR / DINO denoising queries
+        from msdetr.modeling.denoising import DenoisingQueries
+
+        providers.append(DenoisingQueries(cfg.denoising, cfg.num_classes, cfg.hidden_dim))
     return providers

@@ -101,7 +101,8 @@ class SupervisionTask:
         final layer of each decoder stream only).
     normalizer_scale: the task's losses are divided by N * normalizer_scale (N: the
         batch's target count); H-DETR's one-to-many branch uses k (its targets are
-        repeated k times), Group DETR the number of groups G.
+        repeated k times), Group DETR the number of groups G, DN-DETR / DINO denoising the
+        number of denoising groups.
     """
 
     stream: str
