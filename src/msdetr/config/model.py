@@ -55,6 +55,19 @@ class MixedSupervisionConfig:
 
 
 @dataclass
+class DacConfig:
+    """DAC-DETR's divide-and-conquer branch (`msdetr.modeling.dac`): while training, the decoder
+    layers run once more on the primary queries without self-attention; heads shared, no extra
+    parameters, returned as the `dac` stream (supervise it with `supervision.dac`).
+
+    first_layer_self_attention: the branch's first layer keeps its self-attention (released).
+    """
+
+    enabled: bool = False
+    first_layer_self_attention: bool = True
+
+
+@dataclass
 class ModelConfig:
     """Deformable-DETR family detector.
 
@@ -91,3 +104,4 @@ class ModelConfig:
     padding_invariant: bool = True
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mixed_supervision: MixedSupervisionConfig = field(default_factory=MixedSupervisionConfig)
+    dac: DacConfig = field(default_factory=DacConfig)

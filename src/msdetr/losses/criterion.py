@@ -9,6 +9,10 @@ in the batch (averaged over ranks, at least 1):
     bbox = sum over pairs of |box_pred - box_target|_1 / N
     giou = sum over pairs of (1 - GIoU) / N
 
+Per stream the classification loss may instead be Align-DETR's IoU-aware BCE
+(`iou_aware`), and a task may weight its pairs (prime-sample weights, every term)
+or scale its normalizer (DAC-DETR's branch); see `SupervisionTask`.
+
 total = sum over tasks and terms of weights[stream].<term> * term. Logged values
 (class error on each stream's final layer, cardinality error) carry no gradient.
 All math runs in float32, also under autocast. Term names: see `names`.
@@ -22,9 +26,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from msdetr.config.supervision import LossWeights
+from msdetr.config.supervision import IouAwareConfig, LossWeights
 from msdetr.errors import MsdetrError
 from msdetr.losses.functional import focal_classification_sum, giou_box_sum, l1_box_sum
+from msdetr.losses.iou_aware import iou_aware_classification_sum, pair_quality, prime_sample_weights
 from msdetr.losses.metrics import cardinality_error, class_error
 from msdetr.losses.names import term_name, to_official_name
 from msdetr.losses.normalization import num_targets_across_ranks
@@ -67,6 +72,9 @@ class Criterion(nn.Module):
     weights: loss weights per stream name; every stream a task uses needs an entry.
     num_classes: C of the classifier (targets are checked against it).
     focal_alpha, focal_gamma: of the focal classification loss.
+    classification_losses: per stream, "focal" (default) or "iou_aware" (Align-DETR, see
+        `msdetr.losses.iou_aware`; its alpha / gamma from `iou_aware`). Tasks with `rank_tau`
+        weight their pairs (all terms), tasks with `normalizer_scale` divide by that times N.
     """
 
     def __init__(
@@ -76,6 +84,8 @@ class Criterion(nn.Module):
         num_classes: int,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        classification_losses: Mapping[str, str] | None = None,
+        iou_aware: IouAwareConfig | None = None,
     ) -> None:
         super().__init__()
         self.strategy = strategy
@@ -83,6 +93,9 @@ class Criterion(nn.Module):
         self.num_classes = num_classes
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        # Align-DETR / DAC-DETR (issue 17): classification loss per stream ("focal" when absent)
+        self.classification_losses = dict(classification_losses or {})
+        self.iou_aware = iou_aware or IouAwareConfig()
 
     def forward(self, output: DetectorOutput, targets: Targets) -> LossResult:
         reference = output.logits
@@ -111,17 +124,33 @@ class Criterion(nn.Module):
         target_boxes = torch.cat([t["boxes"] for t in task.targets]).to(device, torch.float32)[flat_target]
         target_labels = torch.cat([t["labels"] for t in task.targets]).to(device, torch.int64)[flat_target]
 
-        # A query given to several targets takes the class of its last pair.
-        winner = last_occurrence(pairs.image, pairs.query, batch, num_queries)
-        onehot = torch.zeros(logits.shape, dtype=torch.float32, device=device)
-        onehot[pairs.image[winner], pairs.query[winner], target_labels[winner]] = 1.0
-
         matched_boxes = boxes[pairs.image, pairs.query]
+        # --- Align-DETR / DAC-DETR (issue 17): IoU-aware loss, prime-sample weights, normalizer ---
+        normalizer = num_targets * task.normalizer_scale if task.normalizer_scale != 1.0 else num_targets
+        iou_aware = self.classification_losses.get(task.stream, "focal") == "iou_aware"
+        pair_weights = quality = None
+        if iou_aware or task.rank_tau is not None:
+            matched_logits = logits[pairs.image, pairs.query, target_labels]
+            quality = pair_quality(matched_logits, matched_boxes, target_boxes, self.iou_aware.alpha)
+        if task.rank_tau is not None:
+            pair_weights = prime_sample_weights(quality, pairs.image, pairs.target, task.rank_tau)
+        if iou_aware:
+            positive_target = quality if pair_weights is None else quality * pair_weights
+            cls = iou_aware_classification_sum(
+                logits, pairs.image, pairs.query, target_labels, positive_target, self.iou_aware.gamma
+            )
+        else:
+            # A query given to several targets takes the class of its last pair.
+            winner = last_occurrence(pairs.image, pairs.query, batch, num_queries)
+            onehot = torch.zeros(logits.shape, dtype=torch.float32, device=device)
+            onehot[pairs.image[winner], pairs.query[winner], target_labels[winner]] = 1.0
+            cls = focal_classification_sum(logits, onehot, self.focal_alpha, self.focal_gamma)
         losses = {
-            "cls": focal_classification_sum(logits, onehot, self.focal_alpha, self.focal_gamma) / num_targets,
-            "bbox": l1_box_sum(matched_boxes, target_boxes) / num_targets,
-            "giou": giou_box_sum(matched_boxes, target_boxes) / num_targets,
+            "cls": cls / normalizer,
+            "bbox": l1_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
+            "giou": giou_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
         }
+        # --- end issue 17 ---
         weights = self.weights[task.stream]
         for term, value in losses.items():
             result.terms[term_name(task.name, term)] = value

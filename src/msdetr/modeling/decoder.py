@@ -61,7 +61,8 @@ class DeformableDecoder(nn.Module):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], valid_ratios: Tensor, padding_mask: Tensor,
-                box_heads: list[nn.Module], tap: bool = True, attn_mask: Tensor | None = None) -> DecoderOutput:
+                box_heads: list[nn.Module], tap: bool = True, attn_mask: Tensor | None = None,
+                self_attention: list[bool] | None = None) -> DecoderOutput:
         """
         tgt, query_pos:   (B, Q, D) content and positional queries
         reference_points: (B, Q, 4) normalized boxes or (B, Q, 2) points
@@ -69,18 +70,22 @@ class DeformableDecoder(nn.Module):
         box_heads:        one box head per layer (passed in, owned by the detector)
         tap:              ask mixed-supervision layers for their one-to-many features
         attn_mask:        optional self-attention mask (extra queries of other strategies)
+        self_attention:   per layer, run its self-attention block (default: all); DAC-DETR's
+                          divide-and-conquer pass turns it off
         """
         out = tgt
         reference = reference_points
         predict_from = reference_points
         hidden, hidden_o2m, deltas, references = [], [], [], []
-        for layer, box_head in zip(self.layers, box_heads):
+        if self_attention is None:
+            self_attention = [True] * len(self.layers)
+        for layer, box_head, with_self in zip(self.layers, box_heads, self_attention):
             if reference.shape[-1] == 4:
                 ref_input = reference[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]
             else:
                 ref_input = reference[:, :, None] * valid_ratios[:, None]
             out, out_o2m = layer(out, query_pos, ref_input, memory, spatial_shapes, padding_mask,
-                                 attn_mask=attn_mask, tap=tap)
+                                 attn_mask=attn_mask, tap=tap, self_attention=with_self)
             delta = box_head(out)
             hidden.append(out)
             deltas.append(delta)

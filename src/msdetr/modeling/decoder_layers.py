@@ -81,9 +81,12 @@ class DecoderLayer(_DecoderBlocks):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                attn_mask: Tensor | None = None, tap: bool = False) -> tuple[Tensor, None]:
-        """Returns (one_to_one (B, Q, D), None)."""
-        tgt = self.self_block(tgt, query_pos, attn_mask)
+                attn_mask: Tensor | None = None, tap: bool = False,
+                self_attention: bool = True) -> tuple[Tensor, None]:
+        """Returns (one_to_one (B, Q, D), None). self_attention=False skips the self-attention
+        block (DAC-DETR's divide-and-conquer pass)."""
+        if self_attention:
+            tgt = self.self_block(tgt, query_pos, attn_mask)
         tgt = self.cross_block(tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask)
         return self.ffn_block(tgt), None
 
@@ -111,10 +114,14 @@ class MixedSupervisionDecoderLayer(_DecoderBlocks):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                attn_mask: Tensor | None = None, tap: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Returns (one_to_one (B, Q, D), one_to_many (B, Q, D) or None when tap is False)."""
+                attn_mask: Tensor | None = None, tap: bool = True,
+                self_attention: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Returns (one_to_one (B, Q, D), one_to_many (B, Q, D) or None when tap is False).
+        self_attention=False skips the self-attention block (DAC-DETR's divide-and-conquer pass)."""
         tapped = None
         for index, name in enumerate(self.order):
+            if name == "self" and not self_attention:
+                continue
             tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes,
                                  padding_mask, attn_mask)
             if tap and index == self.tap_after:

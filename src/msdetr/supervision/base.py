@@ -73,6 +73,11 @@ class SupervisionTask:
     assignment: per image (pred_idx, target_idx), see the module docstring.
     log_class_error: also log the class error (the official code does so on the
         final layer of each decoder stream only).
+    rank_tau: prime-sample weighting (Align-DETR, DAC-DETR): each pair's losses are scaled by
+        exp(-rank / rank_tau), rank = the pair's place among its target's pairs by IoU-aware
+        quality (0 = best; see `msdetr.losses.iou_aware`). None: every pair weighs 1.
+    normalizer_scale: the task's terms are divided by this times the number of targets
+        (DAC-DETR's branch: 3). 1 for everything else.
     """
 
     stream: str
@@ -81,6 +86,8 @@ class SupervisionTask:
     targets: Targets
     assignment: Assignment
     log_class_error: bool = False
+    rank_tau: float | None = None
+    normalizer_scale: float = 1.0
 
     @property
     def name(self) -> str:
