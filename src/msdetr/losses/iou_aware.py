@@ -55,7 +55,8 @@ def pair_quality(matched_logits: Tensor, matched_boxes: Tensor, target_boxes: Te
 @torch.no_grad()
 def rank_within_targets(quality: Tensor, image: Tensor, target: Tensor) -> Tensor:
     """(P,) int64: each pair's place among the pairs of its (image, target), by decreasing
-    quality (0 = best; equal qualities keep the pairs' order)."""
+    quality (0 = best; equal qualities, e.g. at the 0.01 floor, keep the order in which the
+    assigner listed the pairs, as the released code's sort does)."""
     num_pairs = quality.shape[0]
     if num_pairs == 0:
         return torch.zeros(0, dtype=torch.int64, device=quality.device)

@@ -10,6 +10,9 @@ capped at 75 an image). As released:
   boxes of the same layer (`match_on_primary_boxes`; false: the branch's own boxes);
 - the layers are assigned final layer first, then 0, 1, ... (the random draws of the
   positive cap follow that order);
+- pairs are listed by target, best matching score first (the released order): equal
+  IoU-aware qualities rank in that order, and a query named twice for one class takes
+  the target listed last;
 - each task carries prime-sample weights exp(-rank / 1.5) and a normalizer of 3x the
   number of targets (its "balance" targets); the released classification loss of the
   branch is the IoU-aware one (`classification_loss.dac: iou_aware`).
@@ -17,9 +20,11 @@ capped at 75 an image). As released:
 
 from __future__ import annotations
 
+import torch
+
 from msdetr.modeling.dac import DAC
 from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput
-from msdetr.supervision.base import SupervisionTask, Targets
+from msdetr.supervision.base import Assignment, SupervisionTask, Targets
 from msdetr.supervision.one_to_one import layer_predictions, require_stream
 from msdetr.supervision.topk import TopKAssigner
 
@@ -54,6 +59,7 @@ class DacSupervision:
             boxes = output.streams[ONE_TO_ONE].boxes
         order = [num_layers - 1, *range(num_layers - 1)]  # the released criterion's order
         assignments = self.top_k.assign_layers(branch.logits.detach(), boxes.detach(), targets, order)
+        assignments = [by_target_best_first(assignment) for assignment in assignments]
         return [
             SupervisionTask(
                 stream=self.stream,
@@ -67,3 +73,15 @@ class DacSupervision:
             )
             for layer in range(num_layers)
         ]
+
+
+def by_target_best_first(assignment: Assignment) -> Assignment:
+    """Reorder each image's top-K pairs (listed by increasing matching score) by target index,
+    best score first within a target."""
+    reordered = []
+    for pred_idx, target_idx in assignment:
+        pred_idx, target_idx = pred_idx.flip(0), target_idx.flip(0)
+        order = torch.argsort(target_idx, stable=True)
+        reordered.append((pred_idx[order], target_idx[order]))
+    return reordered
+
