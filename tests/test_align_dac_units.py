@@ -146,3 +146,27 @@ def test_bad_method_options_are_named(key, value):
     setattr(getattr(config, section), name, value)
     with pytest.raises(MsdetrError, match=key.replace(".", r"\.")):
         config.validate()
+
+
+def test_benchmark_rows_of_both_methods_build():
+    """The train_cost.py rows for Align-DETR / DAC-DETR are valid configurations with their streams."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from msdetr.config.loader import load_config
+    from msdetr.losses import build_criterion
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_cost.py"
+    spec = importlib.util.spec_from_file_location("train_cost_rows", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    rows = {row.name: row for row in module.ROWS}
+    for name in ("Align-DETR", "MS-DETR + Align-DETR", "DAC-DETR", "MS-DETR + DAC-DETR"):
+        cfg = load_config("tiny", rows[name].overrides)
+        criterion = build_criterion(cfg.supervision, num_classes=6)
+        assert ("DAC-DETR" in name) == cfg.model.dac.enabled == cfg.supervision.dac.enabled
+        assert ("Align" in name) == cfg.supervision.many_to_one.enabled
+        assert ("MS-DETR" in name) == cfg.model.mixed_supervision.enabled
+        assert "iou_aware" in criterion.classification_losses.values()
