@@ -8,7 +8,7 @@ importing the reference this script stands in the compiled `MultiScaleDeformable
 extension and the backbone module (Swin needs timm / mmcv; neither is used by the criterion) and
 maps the reference's `.cuda()` / `.to("cuda")` calls to the CPU.
 
-What is recorded: for fixed random predictions of 3 decoder layers (2 images, 20 queries,
+What is recorded, (1) the branch's supervision: for fixed random predictions of 3 decoder layers (2 images, 20 queries,
 7 classes) of the one-to-one stream and of the divide-and-conquer branch (`*_cdecoder`), and
 targets of 3 and 2 objects, the released `SetCriterion` (training mode, no denoising queries,
 no encoder outputs) losses by name, the total with the released weights, its gradient with
@@ -16,7 +16,12 @@ respect to every layer's logits and boxes of both streams, and the pairs of the 
 matcher and of the branch's one-to-many assigner (`Stage2Assigner`) per layer and image. The
 branch's normalizer is the released training one: 3x the number of targets. Predicted boxes
 are jittered copies of target boxes (distinct qualities, well defined ranks), and the targets'
-labels are distinct within an image (see `test_conformance_dac`).
+labels are distinct within an image (see `test_conformance_dac`). (2) The branch itself: the
+released decoder (3 layers, hidden 16, 2 levels with padding, random weights, sampling offsets off
+the pixel lattice, box refinement, look forward twice, the compiled sampling replaced by the
+reference's own `ms_deform_attn_core_pytorch`) with per-layer class / box heads: both streams'
+predictions and the gradients of a fixed random projection of the branch's predictions with
+respect to every weight and input.
 """
 
 from __future__ import annotations
@@ -134,6 +139,98 @@ def run_reference(inputs: dict) -> dict:
     }
 
 
+BRANCH = {"hidden": 16, "heads": 4, "levels": 2, "points": 2, "ffn": 32, "queries": 6, "classes": 5}
+
+
+def _ms_deform_attn_function():
+    """The reference's pure-PyTorch sampling (`ms_deform_attn_core_pytorch`) in place of the compiled op."""
+    from models.ops.functions.ms_deform_attn_func import ms_deform_attn_core_pytorch
+
+    class PyTorchFunction:
+        @staticmethod
+        def apply(value, shapes, level_start_index, locations, weights, im2col_step):
+            return ms_deform_attn_core_pytorch(value, shapes, locations, weights)
+
+    return PyTorchFunction
+
+
+def run_reference_branch(seed: int = 1) -> dict:
+    """The released decoder (`DeformableTransformerDecoder` with its divide-and-conquer layers,
+    box refinement, look forward twice) and per-layer shared heads, as the released detector
+    turns the branch's features into predictions. Returns weights, inputs, both streams'
+    predictions and the gradients of a fixed random projection of the branch's predictions."""
+    import models.ops.modules.ms_deform_attn as msda
+    from models.deformable_detr import MLP
+    from models.deformable_transformer import DeformableTransformerDecoder, DeformableTransformerDecoderLayer
+    from util.misc import inverse_sigmoid
+
+    msda.MSDeformAttnFunction = _ms_deform_attn_function()
+    c = BRANCH
+    torch.manual_seed(seed)
+    layer = DeformableTransformerDecoderLayer(c["hidden"], c["ffn"], 0.0, "relu", c["levels"], c["heads"], c["points"])
+    decoder = DeformableTransformerDecoder(layer, NUM_LAYERS, return_intermediate=True, look_forward_twice=True)
+    decoder.bbox_embed = torch.nn.ModuleList(MLP(c["hidden"], c["hidden"], 4, 3) for _ in range(NUM_LAYERS))
+    class_heads = torch.nn.ModuleList(torch.nn.Linear(c["hidden"], c["classes"]) for _ in range(NUM_LAYERS))
+    with torch.no_grad():
+        for name, p in [*decoder.named_parameters(), *class_heads.named_parameters()]:
+            p.normal_(0.0, 0.3 if p.dim() > 1 else 0.1)
+            if name.endswith("sampling_offsets.bias"):  # off the pixel lattice
+                p.add_(torch.randn_like(p) * 1.5 + 0.37)
+
+    batch, queries, hidden = 2, c["queries"], c["hidden"]
+    shapes = torch.tensor([[8, 8], [4, 4]])
+    valid_wh = [[(8, 8), (4, 4)], [(6, 8), (3, 4)]]  # (valid w, valid h) per image and level
+    masks, ratios = [], []
+    for image in range(batch):
+        image_masks, image_ratios = [], []
+        for (h, w), (vw, vh) in zip(shapes.tolist(), valid_wh[image]):
+            m = torch.ones(h, w, dtype=torch.bool)
+            m[:vh, :vw] = False
+            image_masks.append(m.flatten())
+            image_ratios.append([vw / w, vh / h])
+        masks.append(torch.cat(image_masks))
+        ratios.append(image_ratios)
+    padding_mask, valid_ratios = torch.stack(masks), torch.tensor(ratios)
+    level_start_index = torch.tensor([0, 64])
+    memory = torch.randn(batch, int((shapes[:, 0] * shapes[:, 1]).sum()), hidden).requires_grad_(True)
+    tgt = torch.randn(batch, queries, hidden).requires_grad_(True)
+    query_pos = torch.randn(batch, queries, hidden).requires_grad_(True)
+    reference_points = (0.2 + 0.6 * torch.rand(batch, queries, 4))
+
+    hs, refs, hs_dac, refs_dac = decoder(tgt, reference_points, memory, shapes, level_start_index, valid_ratios,
+                                         query_pos, padding_mask)
+
+    def predict(features, references):
+        logits, boxes = [], []
+        for lvl in range(NUM_LAYERS):
+            previous = reference_points if lvl == 0 else references[lvl - 1]
+            logits.append(class_heads[lvl](features[lvl]))
+            boxes.append((decoder.bbox_embed[lvl](features[lvl]) + inverse_sigmoid(previous)).sigmoid())
+        return torch.stack(logits), torch.stack(boxes)
+
+    logits, boxes = predict(hs_dac, refs_dac)
+    primary_logits, primary_boxes = predict(hs, refs)
+    g = torch.Generator().manual_seed(2)
+    project_logits = torch.randn(logits.shape, generator=g)
+    project_boxes = torch.randn(boxes.shape, generator=g)
+    ((logits * project_logits).sum() + (boxes * project_boxes).sum()).backward()
+    named = {**{f"decoder.{k}": v for k, v in decoder.named_parameters()},
+             **{f"class_heads.{k}": v for k, v in class_heads.named_parameters()}}
+    return {
+        "config": c,
+        "state_dict": {k: v.detach().clone() for k, v in named.items()},
+        "inputs": {"tgt": tgt.detach(), "query_pos": query_pos.detach(), "reference_points": reference_points,
+                   "memory": memory.detach(), "padding_mask": padding_mask, "valid_ratios": valid_ratios,
+                   "spatial_shapes": [tuple(s) for s in shapes.tolist()]},
+        "dac": {"logits": logits.detach(), "boxes": boxes.detach()},
+        "one_to_one": {"logits": primary_logits.detach(), "boxes": primary_boxes.detach()},
+        "projection": {"logits": project_logits, "boxes": project_boxes},
+        "grads": {**{k: v.grad.clone() for k, v in named.items() if v.grad is not None},
+                  "input.memory": memory.grad.clone(), "input.tgt": tgt.grad.clone(),
+                  "input.query_pos": query_pos.grad.clone()},
+    }
+
+
 def commit_of(path: Path) -> str:
     try:
         return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -155,6 +252,7 @@ def main(argv: list[str]) -> None:
         "inputs": inputs,
         "balance": BALANCE,
         "result": run_reference(inputs),
+        "branch": run_reference_branch(),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(fixture, output)

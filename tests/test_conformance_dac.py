@@ -114,3 +114,58 @@ def test_matching_on_the_primary_boxes_is_what_the_reference_does():
     reference = [sorted(zip(*(x.tolist() for x in pairs))) for layer in fixture["result"]["dac_pairs"]
                  for pairs in layer]
     assert dac_pairs != reference
+
+
+def test_branch_forward_and_gradients_match_the_released_decoder():
+    """Our divide-and-conquer pass (`modeling/dac.py`) on the released decoder's weights: the branch's
+    and the primary stream's predictions, and every gradient of a projection of the branch's."""
+    from msdetr.modeling.dac import divide_and_conquer_branch
+    from msdetr.modeling.decoder import DeformableDecoder
+    from msdetr.modeling.decoder_layers import DecoderLayer
+    from msdetr.modeling.heads import PredictionHeads
+    from msdetr.modeling.queries import QueryInit
+
+    reference = load()["branch"]
+    c, inputs = reference["config"], reference["inputs"]
+    num_layers = reference["dac"]["logits"].shape[0]
+    decoder = DeformableDecoder(
+        [DecoderLayer(c["hidden"], c["ffn"], 0.0, "relu", c["levels"], c["heads"], c["points"])
+         for _ in range(num_layers)], refine=True, look_forward_twice=True)
+    heads = PredictionHeads(c["hidden"], c["classes"], num_layers, refine=True, two_stage=True, one_to_many=False)
+    ours_of = {}
+    for name, value in reference["state_dict"].items():
+        if name.startswith("decoder.layers."):
+            ours_of[name] = name
+        elif name.startswith("decoder.bbox_embed."):
+            ours_of[name] = name.replace("decoder.bbox_embed.", "heads.box_heads.")
+        else:
+            ours_of[name] = name.replace("class_heads.", "heads.class_heads.")
+    modules = torch.nn.ModuleDict({"decoder": decoder, "heads": heads})
+    params = dict(modules.named_parameters())
+    with torch.no_grad():
+        for name, value in reference["state_dict"].items():
+            params[ours_of[name]].copy_(value)
+
+    leaves = {k: inputs[k].clone().requires_grad_(True) for k in ("tgt", "query_pos", "memory")}
+    init = QueryInit(leaves["tgt"], leaves["query_pos"], inputs["reference_points"])
+    args = (leaves["memory"], inputs["spatial_shapes"], inputs["valid_ratios"], inputs["padding_mask"])
+    branch = divide_and_conquer_branch(decoder, heads, init, *args, first_layer_self_attention=True)
+    torch.testing.assert_close(branch.logits, reference["dac"]["logits"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(branch.boxes, reference["dac"]["boxes"], rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        primary = heads.predict(decoder(init.tgt, init.query_pos, init.reference_points, args[0], args[1], args[2],
+                                        args[3], box_heads=list(heads.box_heads)))
+    torch.testing.assert_close(primary.logits, reference["one_to_one"]["logits"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(primary.boxes, reference["one_to_one"]["boxes"], rtol=1e-4, atol=1e-5)
+
+    projection = reference["projection"]
+    ((branch.logits * projection["logits"]).sum() + (branch.boxes * projection["boxes"]).sum()).backward()
+    compared = 0
+    for name, expected in reference["grads"].items():
+        ours = leaves[name.removeprefix("input.")].grad if name.startswith("input.") else params[ours_of[name]].grad
+        if ours is None:  # a weight the branch never uses (later layers' self-attention)
+            assert expected.abs().max() == 0, name
+            continue
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5, msg=name)
+        compared += 1
+    assert compared >= len(reference["grads"]) - 4 * (num_layers - 1)  # self_attn in/out weights and biases
