@@ -133,7 +133,7 @@ def test_branch_forward_and_gradients_match_the_released_decoder():
          for _ in range(num_layers)], refine=True, look_forward_twice=True)
     heads = PredictionHeads(c["hidden"], c["classes"], num_layers, refine=True, two_stage=True, one_to_many=False)
     ours_of = {}
-    for name, value in reference["state_dict"].items():
+    for name in reference["state_dict"]:
         if name.startswith("decoder.layers."):
             ours_of[name] = name
         elif name.startswith("decoder.bbox_embed."):
