@@ -64,7 +64,7 @@ class StreamLossWeights:
     one_to_one: LossWeights = field(default_factory=LossWeights)
     one_to_many: LossWeights = field(default_factory=LossWeights)
     encoder: LossWeights = field(default_factory=LossWeights)
-    dac: LossWeights = field(default_factory=lambda: LossWeights(cls=1.0))  # DAC-DETR branch (released: 1/5/2)
+    dac: LossWeights = field(default_factory=LossWeights)  # DAC-DETR branch (released: cls 1, set by its presets)
 
     def as_dict(self) -> dict[str, LossWeights]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
