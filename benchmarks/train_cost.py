@@ -100,6 +100,30 @@ ROWS = [
             ("Group DETR", ["model.group.num_groups=6", "supervision.group.enabled=true"]),
         ]
     ],
+    # Align-DETR / DAC-DETR (issue 17): the IoU-aware loss with mixed matching; the divide-and-conquer
+    # branch (a second decoder pass without self-attention), alone and with MS-DETR.
+    CostRow(
+        "Align-DETR",
+        ["supervision.strategy=one_to_one", "model.mixed_supervision.enabled=false",
+         "supervision.many_to_one.enabled=true", "supervision.classification_loss.one_to_one=iou_aware"],
+    ),
+    CostRow(
+        "MS-DETR + Align-DETR",
+        ["supervision.strategy=mixed", "model.mixed_supervision.enabled=true",
+         "supervision.many_to_one.enabled=true", "supervision.classification_loss.one_to_one=iou_aware",
+         "supervision.classification_loss.one_to_many=iou_aware"],
+    ),
+    CostRow(
+        "DAC-DETR",
+        ["supervision.strategy=one_to_one", "model.mixed_supervision.enabled=false", "model.dac.enabled=true",
+         "supervision.dac.enabled=true", "supervision.classification_loss.dac=iou_aware"],
+    ),
+    CostRow(
+        "MS-DETR + DAC-DETR",
+        ["supervision.strategy=mixed", "model.mixed_supervision.enabled=true", "model.dac.enabled=true",
+         "model.dac.first_layer_self_attention=false", "supervision.dac.enabled=true",
+         "supervision.classification_loss.dac=iou_aware"],
+    ),
 ]
 
 PHASES = ("forward", "assign", "loss", "backward", "optimizer")

@@ -57,6 +57,8 @@ def test_train_cost_reports_both_rows_with_phases_and_memory(tmp_path):
         [
             "--preset",
             "tiny",
+            "--rows",
+            "0,1",
             "--size",
             "64",
             "--batch-size",

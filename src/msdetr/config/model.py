@@ -116,6 +116,19 @@ class DenoisingConfig:
 
 
 @dataclass
+class DacConfig:
+    """DAC-DETR's divide-and-conquer branch (`msdetr.modeling.dac`): while training, the decoder
+    layers run once more on the primary queries without self-attention; heads shared, no extra
+    parameters, returned as the `dac` stream (supervise it with `supervision.dac`).
+
+    first_layer_self_attention: the branch's first layer keeps its self-attention (released).
+    """
+
+    enabled: bool = False
+    first_layer_self_attention: bool = True
+
+
+@dataclass
 class ModelConfig:
     """Deformable-DETR family detector.
 
@@ -160,3 +173,4 @@ class ModelConfig:
     hybrid: HybridQueriesConfig = field(default_factory=HybridQueriesConfig)
     group: GroupQueriesConfig = field(default_factory=GroupQueriesConfig)
     denoising: DenoisingConfig = field(default_factory=DenoisingConfig)
+    dac: DacConfig = field(default_factory=DacConfig)

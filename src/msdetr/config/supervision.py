@@ -15,6 +15,7 @@ from msdetr.errors import MsdetrError
 
 Strategy = Literal["one_to_one", "mixed"]
 TopKMode = Literal["official", "paper"]
+ClassificationLoss = Literal["focal", "iou_aware"]
 
 
 @dataclass
@@ -96,9 +97,88 @@ class StreamLossWeights:
     hybrid: LossWeights = field(default_factory=LossWeights)
     group: LossWeights = field(default_factory=LossWeights)
     denoising: LossWeights = field(default_factory=LossWeights)
+    dac: LossWeights = field(default_factory=LossWeights)  # DAC-DETR branch (released: cls 1, set by its presets)
 
     def as_dict(self) -> dict[str, LossWeights]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# --- Align-DETR / DAC-DETR options (issue 17) ---------------------------------------------------
+
+
+@dataclass
+class StreamClassificationLoss:
+    """Classification loss per prediction stream: "focal" (sigmoid focal, Deformable DETR) or
+    "iou_aware" (Align-DETR's IoU-aware BCE, `msdetr.losses.iou_aware`)."""
+
+    one_to_one: ClassificationLoss = "focal"
+    one_to_many: ClassificationLoss = "focal"
+    encoder: ClassificationLoss = "focal"
+    dac: ClassificationLoss = "focal"
+
+    def as_dict(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class IouAwareConfig:
+    """Align-DETR's IoU-aware classification loss (released defaults).
+
+    alpha: the positive target is t = p^alpha * IoU^(1 - alpha) (p: the predicted probability of
+        the target's class; not the focal alpha). gamma: negatives are weighted by p^gamma.
+    """
+
+    alpha: float = 0.25
+    gamma: float = 2.0
+
+
+@dataclass
+class ManyToOneConfig:
+    """Align-DETR's mixed matching of the one-to-one stream (`msdetr.supervision.align`).
+
+    enabled: replace the one-to-one (Hungarian) supervision of every decoder layer by it.
+    k: queries per target on every layer but the last (Hungarian on the cost repeated k times;
+        released: 2). final_k: on the last layer (released: 1, one-to-one, NMS-free inference).
+    tau: prime-sample weighting: a target's pairs ranked by IoU-aware quality (0 = best) are
+        weighted exp(-rank / tau) in every loss term (released: 1.5 for the 12/24-epoch configs).
+    """
+
+    enabled: bool = False
+    k: int = 2
+    final_k: int = 1
+    tau: float = 1.5
+
+
+@dataclass
+class DacSupervisionConfig:
+    """DAC-DETR's divide-and-conquer branch supervision (`msdetr.supervision.dac`); needs the
+    detector's `dac` stream (`model.dac.enabled`).
+
+    enabled: supervise the `dac` stream, every decoder layer, with a top-K one-to-many assignment.
+    k, threshold, class_weight, iou_weight, positive_fraction, mode: of that top-K assignment
+        (released: the same assigner as MS-DETR's official one, 6 / 0.4 / 0.3 / 0.7, positives
+        capped at 75 a image = 0.25 of 300 queries).
+    match_on_primary_boxes: score the branch's class probabilities with the one-to-one stream's
+        boxes of the same layer, as the released code does; false: the branch's own boxes.
+    tau: prime-sample weighting of the branch's pairs, exp(-rank / tau) per target (released 1.5;
+        0 turns it off).
+    normalizer_scale: the branch's losses are divided by this many times the number of targets
+        (released: 3, its "balance" normalizer).
+    """
+
+    enabled: bool = False
+    k: int = 6
+    threshold: float = 0.4
+    class_weight: float = 0.3
+    iou_weight: float = 0.7
+    positive_fraction: float = 0.25
+    mode: TopKMode = "official"
+    match_on_primary_boxes: bool = True
+    tau: float = 1.5
+    normalizer_scale: float = 3.0
+
+
+# -------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -128,6 +208,10 @@ class SupervisionConfig:
     encoder_match_on_anchors: bool = True
     encoder_class_cost: bool = False
     denoising_normalization: Literal["groups", "targets"] = "groups"
+    classification_loss: StreamClassificationLoss = field(default_factory=StreamClassificationLoss)
+    iou_aware: IouAwareConfig = field(default_factory=IouAwareConfig)
+    many_to_one: ManyToOneConfig = field(default_factory=ManyToOneConfig)
+    dac: DacSupervisionConfig = field(default_factory=DacSupervisionConfig)
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""
@@ -161,6 +245,38 @@ class SupervisionConfig:
             for name in ("cls", "bbox", "giou"):
                 if getattr(weights, name) < 0:
                     problems.append((f"loss_weights.{stream}.{name}", getattr(weights, name), ">= 0"))
+        problems += self._method_problems()
         if problems:
             key, value, expected = problems[0]
             raise MsdetrError(f"supervision config: {key}: got {value!r}; it must be {expected}")
+
+    def _method_problems(self) -> list[tuple[str, object, str]]:
+        """Invalid values of the Align-DETR / DAC-DETR options, as (key, value, expected)."""
+        problems = []
+        for stream, loss in self.classification_loss.as_dict().items():
+            if loss not in ("focal", "iou_aware"):
+                problems.append((f"classification_loss.{stream}", loss, "one of 'focal', 'iou_aware'"))
+        if not 0.0 <= self.iou_aware.alpha <= 1.0:
+            problems.append(("iou_aware.alpha", self.iou_aware.alpha, "in [0, 1]"))
+        if self.iou_aware.gamma < 0:
+            problems.append(("iou_aware.gamma", self.iou_aware.gamma, ">= 0"))
+        m2o = self.many_to_one
+        for name in ("k", "final_k"):
+            value = getattr(m2o, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append((f"many_to_one.{name}", value, "an integer >= 1"))
+        if m2o.tau <= 0:
+            problems.append(("many_to_one.tau", m2o.tau, "> 0"))
+        dac = self.dac
+        if isinstance(dac.k, bool) or not isinstance(dac.k, int) or dac.k < 1:
+            problems.append(("dac.k", dac.k, "an integer >= 1"))
+        if dac.mode not in ("official", "paper"):
+            problems.append(("dac.mode", dac.mode, "one of 'official', 'paper'"))
+        if not 0.0 < dac.positive_fraction <= 1.0:
+            problems.append(("dac.positive_fraction", dac.positive_fraction, "in (0, 1]"))
+        for name in ("threshold", "class_weight", "iou_weight", "tau"):
+            if getattr(dac, name) < 0:
+                problems.append((f"dac.{name}", getattr(dac, name), ">= 0"))
+        if dac.normalizer_scale <= 0:
+            problems.append(("dac.normalizer_scale", dac.normalizer_scale, "> 0"))
+        return problems

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from msdetr.config.supervision import SupervisionConfig
+from msdetr.config.supervision import DacSupervisionConfig, SupervisionConfig
 from msdetr.losses.criterion import Criterion
+from msdetr.supervision.align import AlignSupervision
 from msdetr.supervision.compose import ComposedSupervision
+from msdetr.supervision.dac import DacSupervision
 from msdetr.supervision.denoising import DenoisingSupervision
 from msdetr.supervision.encoder import EncoderAssigner, EncoderSupervision
 from msdetr.supervision.group import GroupSupervision
@@ -32,6 +34,9 @@ def build_criterion(
         focal_gamma=config.focal_gamma,
     )
     strategy = OneToOneSupervision(hungarian)
+    if config.many_to_one.enabled:  # Align-DETR mixed matching (issue 17)
+        m2o = config.many_to_one
+        strategy = AlignSupervision(hungarian, k=m2o.k, final_k=m2o.final_k, tau=m2o.tau)
     if config.strategy == "mixed":
         o2m = config.one_to_many
         top_k = TopKAssigner(
@@ -57,11 +62,35 @@ def build_criterion(
             focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma,
         )
     )
+    # denoising tasks only when the detector returns a `denoising` stream (model.denoising)
+    strategies = [*strategies, encoder, DenoisingSupervision(config.denoising_normalization)]
+    if config.dac.enabled:  # DAC-DETR divide-and-conquer branch (issue 17)
+        strategies.append(build_dac_supervision(config.dac, generator))
     return Criterion(
-        # denoising tasks only when the detector returns a `denoising` stream (model.denoising)
-        ComposedSupervision([*strategies, encoder, DenoisingSupervision(config.denoising_normalization)]),
+        ComposedSupervision(strategies),
         weights=config.loss_weights.as_dict(),
         num_classes=num_classes,
         focal_alpha=config.focal_alpha,
         focal_gamma=config.focal_gamma,
+        classification_losses=config.classification_loss.as_dict(),
+        iou_aware=config.iou_aware,
+    )
+
+
+def build_dac_supervision(dac: DacSupervisionConfig, generator: torch.Generator | None) -> DacSupervision:
+    """DAC-DETR's branch supervision: top-K one-to-many on the `dac` stream."""
+    top_k = TopKAssigner(
+        k=dac.k,
+        threshold=dac.threshold,
+        class_weight=dac.class_weight,
+        iou_weight=dac.iou_weight,
+        positive_fraction=dac.positive_fraction,
+        mode=dac.mode,
+        generator=generator,
+    )
+    return DacSupervision(
+        top_k,
+        match_on_primary_boxes=dac.match_on_primary_boxes,
+        tau=dac.tau if dac.tau > 0 else None,
+        normalizer_scale=dac.normalizer_scale,
     )

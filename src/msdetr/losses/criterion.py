@@ -9,6 +9,10 @@ in the batch (averaged over ranks, at least 1):
     bbox = sum over pairs of |box_pred - box_target|_1 / N
     giou = sum over pairs of (1 - GIoU) / N
 
+Per stream the classification loss may instead be Align-DETR's IoU-aware BCE
+(`iou_aware`), and a task may weight its pairs (prime-sample weights, every term)
+or scale its normalizer (DAC-DETR's branch); see `SupervisionTask`.
+
 total = sum over tasks and terms of weights[stream].<term> * term. Logged values
 (class error on each stream's final layer, cardinality error) carry no gradient.
 All math runs in float32, also under autocast. Term names: see `names`.
@@ -16,7 +20,9 @@ All math runs in float32, also under autocast. Term names: see `names`.
 The tasks are computed in groups (`batched`): all tasks with the same targets and
 prediction shapes (every decoder layer of both MS-DETR streams) share one focal / L1 /
 GIoU computation over their concatenated pairs, with no device-to-host synchronization;
-any strategy's tasks get this, nothing is asked of them.
+any strategy's tasks get this, nothing is asked of them. Tasks whose losses differ from
+that arithmetic (an IoU-aware classification loss, prime-sample pair weights) are computed
+one by one (`_add_task`).
 """
 
 from __future__ import annotations
@@ -27,14 +33,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from msdetr.config.supervision import LossWeights
+from msdetr.config.supervision import IouAwareConfig, LossWeights
 from msdetr.errors import MsdetrError
 from msdetr.losses.batched import _WeightCache, group_losses, group_pairs, group_tasks, stack_predictions
+from msdetr.losses.functional import focal_classification_sum, giou_box_sum, l1_box_sum
+from msdetr.losses.iou_aware import iou_aware_classification_sum, pair_quality, prime_sample_weights
+from msdetr.losses.metrics import cardinality_error, class_error
 from msdetr.losses.names import LOG_TERMS, LOSS_TERMS, term_name, to_official_name
 from msdetr.losses.normalization import num_targets_across_ranks
 from msdetr.losses.term_table import TermTable, host_values
 from msdetr.modeling.outputs import DetectorOutput
-from msdetr.supervision.base import SupervisionStrategy, Targets
+from msdetr.supervision.base import SupervisionStrategy, SupervisionTask, Targets
+from msdetr.supervision.pairs import flatten, last_occurrence
 from msdetr.supervision.precision import autocast_disabled
 from msdetr.supervision.targets import check_targets
 
@@ -77,6 +87,9 @@ class Criterion(nn.Module):
     weights: loss weights per stream name; every stream a task uses needs an entry.
     num_classes: C of the classifier (targets are checked against it).
     focal_alpha, focal_gamma: of the focal classification loss.
+    classification_losses: per stream, "focal" (default) or "iou_aware" (Align-DETR, see
+        `msdetr.losses.iou_aware`; its alpha / gamma from `iou_aware`). Tasks with `rank_tau`
+        weight their pairs (all terms), tasks with `normalizer_scale` divide by that times N.
     """
 
     def __init__(
@@ -86,6 +99,8 @@ class Criterion(nn.Module):
         num_classes: int,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        classification_losses: Mapping[str, str] | None = None,
+        iou_aware: IouAwareConfig | None = None,
     ) -> None:
         super().__init__()
         self.strategy = strategy
@@ -96,6 +111,9 @@ class Criterion(nn.Module):
         self._weights = _WeightCache()
         # the tensor arithmetic of a group's losses; `compile_criterion` replaces it by its compiled form
         self.dense_losses = None
+        # Align-DETR / DAC-DETR (issue 17): classification loss per stream ("focal" when absent)
+        self.classification_losses = dict(classification_losses or {})
+        self.iou_aware = iou_aware or IouAwareConfig()
 
     def forward(self, output: DetectorOutput, targets: Targets) -> LossResult:
         reference = output.logits
@@ -112,14 +130,16 @@ class Criterion(nn.Module):
             result = LossResult(
                 total=torch.zeros((), device=device), terms=TermTable(), logs=TermTable(), num_targets=num_targets
             )
-            result.terms.reserve([term_name(task.name, term) for task in tasks for term in LOSS_TERMS])
+            single = [task for task in tasks if self._needs_own_computation(task)]
+            batched = [task for task in tasks if not self._needs_own_computation(task)]
+            result.terms.reserve([term_name(task.name, term) for task in batched for term in LOSS_TERMS])
             result.logs.reserve([
-                term_name(task.name, log) for task in tasks for log in LOG_TERMS
+                term_name(task.name, log) for task in batched for log in LOG_TERMS
                 if log != "class_error" or task.log_class_error
             ])
             totals = []
-            for indices in group_tasks(tasks):  # tasks sharing targets and shapes: one computation
-                group = [tasks[i] for i in indices]
+            for indices in group_tasks(batched):  # tasks sharing targets and shapes: one computation
+                group = [batched[i] for i in indices]
                 logits, boxes = stack_predictions(group, output)
                 weights = self._weights.get(tuple(task.stream for task in group), self.weights, logits.device)
                 flagged = [task.log_class_error for task in group]
@@ -138,6 +158,64 @@ class Criterion(nn.Module):
                     result.logs.add_block(names, losses.class_error)
                 names = [term_name(task.name, "cardinality_error") for task in group]
                 result.logs.add_block(names, losses.cardinality_error)
+            for task in single:
+                totals.append(self._add_task(task, num_targets, result))
             if totals:
                 result.total = totals[0] if len(totals) == 1 else torch.stack(totals).sum()
         return result
+
+    def _needs_own_computation(self, task: SupervisionTask) -> bool:
+        """Tasks the batched arithmetic does not cover: IoU-aware classification, pair weights."""
+        return task.rank_tau is not None or self.classification_losses.get(task.stream, "focal") != "focal"
+
+    def _add_task(self, task: SupervisionTask, num_targets: Tensor, result: LossResult) -> Tensor:
+        """One task's terms and logs into `result`; returns its weighted total (scalar)."""
+        logits, boxes = task.predictions.logits, task.predictions.boxes
+        batch, num_queries = logits.shape[:2]
+        device = logits.device
+        pairs = flatten(task.assignment, device)
+        offsets = torch.tensor([0] + [len(t["labels"]) for t in task.targets], device=device).cumsum(0)[:-1]
+        flat_target = offsets[pairs.image] + pairs.target
+        target_boxes = torch.cat([t["boxes"] for t in task.targets]).to(device, torch.float32)[flat_target]
+        target_labels = torch.cat([t["labels"] for t in task.targets]).to(device, torch.int64)[flat_target]
+        logits, boxes = logits.float(), boxes.float()
+
+        matched_boxes = boxes[pairs.image, pairs.query]
+        # Align-DETR / DAC-DETR: IoU-aware loss, prime-sample weights, normalizer
+        normalizer = num_targets * task.normalizer_scale if task.normalizer_scale != 1.0 else num_targets
+        iou_aware = self.classification_losses.get(task.stream, "focal") == "iou_aware"
+        pair_weights = quality = None
+        if iou_aware or task.rank_tau is not None:
+            matched_logits = logits[pairs.image, pairs.query, target_labels]
+            quality = pair_quality(matched_logits, matched_boxes, target_boxes, self.iou_aware.alpha)
+        if task.rank_tau is not None:
+            pair_weights = prime_sample_weights(quality, pairs.image, pairs.target, task.rank_tau)
+        if iou_aware:
+            positive_target = quality if pair_weights is None else quality * pair_weights
+            cls = iou_aware_classification_sum(
+                logits, pairs.image, pairs.query, target_labels, positive_target, self.iou_aware.gamma
+            )
+        else:
+            # A query given to several targets takes the class of its last pair.
+            winner = last_occurrence(pairs.image, pairs.query, batch, num_queries)
+            onehot = torch.zeros(logits.shape, dtype=torch.float32, device=device)
+            onehot[pairs.image[winner], pairs.query[winner], target_labels[winner]] = 1.0
+            cls = focal_classification_sum(logits, onehot, self.focal_alpha, self.focal_gamma)
+        losses = {
+            "cls": cls / normalizer,
+            "bbox": l1_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
+            "giou": giou_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
+        }
+        weights = self.weights[task.stream]
+        total = torch.zeros((), device=device)
+        for term, value in losses.items():
+            result.terms[term_name(task.name, term)] = value
+            total = total + getattr(weights, term) * value
+
+        with torch.no_grad():
+            if task.log_class_error:
+                matched_logits = logits.detach()[pairs.image, pairs.query]
+                result.logs[term_name(task.name, "class_error")] = class_error(matched_logits, target_labels)
+            counts = torch.tensor([len(t["labels"]) for t in task.targets], device=device)
+            result.logs[term_name(task.name, "cardinality_error")] = cardinality_error(logits.detach(), counts)
+        return total

@@ -18,14 +18,18 @@ def focal_classification_sum(logits: Tensor, onehot: Tensor, alpha: float, gamma
     return sigmoid_focal_loss(logits.float(), onehot, alpha=alpha, gamma=gamma, reduction="sum")
 
 
-def l1_box_sum(pred_boxes: Tensor, target_boxes: Tensor) -> Tensor:
-    """L1 distance of (P, 4) matched cxcywh boxes, summed over pairs and coordinates."""
-    return F.l1_loss(pred_boxes.float(), target_boxes.float(), reduction="sum")
+def l1_box_sum(pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor | None = None) -> Tensor:
+    """L1 distance of (P, 4) matched cxcywh boxes, summed over pairs and coordinates
+    (each pair's distance times its weight when (P,) `weights` are given)."""
+    if weights is None:
+        return F.l1_loss(pred_boxes.float(), target_boxes.float(), reduction="sum")
+    per_pair = F.l1_loss(pred_boxes.float(), target_boxes.float(), reduction="none").sum(-1)
+    return (per_pair * weights).sum()
 
 
-def giou_box_sum(pred_boxes: Tensor, target_boxes: Tensor) -> Tensor:
-    """1 - GIoU of (P, 4) matched cxcywh boxes, summed over pairs."""
+def giou_box_sum(pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor | None = None) -> Tensor:
+    """1 - GIoU of (P, 4) matched cxcywh boxes, summed over pairs (times (P,) `weights` if given)."""
     giou = aligned_generalized_box_iou(
         box_cxcywh_to_xyxy(pred_boxes.float()), box_cxcywh_to_xyxy(target_boxes.float())
     )
-    return (1 - giou).sum()
+    return (1 - giou).sum() if weights is None else ((1 - giou) * weights).sum()

@@ -64,7 +64,8 @@ class DeformableDecoder(nn.Module):
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], valid_ratios: Tensor, padding_mask: Tensor,
                 box_heads: list[nn.Module], tap: bool = True, attn_mask: Tensor | None = None,
-                tap_queries: int | None = None, query_position: nn.Module | None = None) -> DecoderOutput:
+                tap_queries: int | None = None, query_position: nn.Module | None = None,
+                self_attention: list[bool] | None = None) -> DecoderOutput:
         """
         tgt, query_pos:   (B, Q, D) content and positional queries
         reference_points: (B, Q, 4) normalized boxes or (B, Q, 2) points
@@ -76,6 +77,8 @@ class DeformableDecoder(nn.Module):
         query_position:   computes each layer's positional query from its reference boxes
                           (anchor queries: `(anchors (B, Q, 4), content (B, Q, D), layer) -> (B, Q, D)`);
                           None: every layer uses `query_pos`
+        self_attention:   per layer, run its self-attention block (default: all); DAC-DETR's
+                          divide-and-conquer pass turns it off
         """
         # MS-DETR auxiliary FFNs: applied after the loop, to all layers at once (they feed nothing
         # back into the decoder)
@@ -85,7 +88,9 @@ class DeformableDecoder(nn.Module):
         reference = reference_points
         predict_from = reference_points
         hidden, hidden_o2m, deltas, references = [], [], [], []
-        for index, (layer, box_head) in enumerate(zip(self.layers, box_heads)):
+        if self_attention is None:
+            self_attention = [True] * len(self.layers)
+        for index, (layer, box_head, with_self) in enumerate(zip(self.layers, box_heads, self_attention)):
             if reference.shape[-1] == 4:
                 ref_input = reference[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]
             else:
@@ -93,7 +98,8 @@ class DeformableDecoder(nn.Module):
             if query_position is not None:
                 query_pos = query_position(ref_input[:, :, 0], out, index)
             out, out_o2m = layer(out, query_pos, ref_input, memory, spatial_shapes, padding_mask,
-                                 attn_mask=attn_mask, tap=tap, tap_queries=tap_queries, **extra)
+                                 attn_mask=attn_mask, tap=tap, tap_queries=tap_queries, self_attention=with_self,
+                                 **extra)
             delta = box_head(out)
             hidden.append(out)
             deltas.append(delta)

@@ -83,9 +83,11 @@ class DecoderLayer(_DecoderBlocks):
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
                 attn_mask: Tensor | None = None, tap: bool = False,
-                tap_queries: int | None = None) -> tuple[Tensor, None]:
-        """Returns (one_to_one (B, Q, D), None)."""
-        tgt = self.self_block(tgt, query_pos, attn_mask)
+                tap_queries: int | None = None, self_attention: bool = True) -> tuple[Tensor, None]:
+        """Returns (one_to_one (B, Q, D), None). self_attention=False skips the self-attention
+        block (DAC-DETR's divide-and-conquer pass)."""
+        if self_attention:
+            tgt = self.self_block(tgt, query_pos, attn_mask)
         tgt = self.cross_block(tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask)
         return self.ffn_block(tgt), None
 
@@ -114,15 +116,19 @@ class MixedSupervisionDecoderLayer(_DecoderBlocks):
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
                 attn_mask: Tensor | None = None, tap: bool = True,
-                defer_aux_ffn: bool = False, tap_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
+                defer_aux_ffn: bool = False, tap_queries: int | None = None,
+                self_attention: bool = True) -> tuple[Tensor, Tensor | None]:
         """Returns (one_to_one (B, Q, D), one_to_many (B, Q', D) or None when tap is False).
 
         defer_aux_ffn: return the tapped features *before* the auxiliary FFN; the caller
         applies it (the decoder does so for all layers at once, `aux_ffn_all_layers`).
         tap_queries: tap only the first Q' queries (the primary ones, when extra query groups
-        follow them; None: all)."""
+        follow them; None: all).
+        self_attention: False skips the self-attention block (DAC-DETR's divide-and-conquer pass)."""
         tapped = None
         for index, name in enumerate(self.order):
+            if name == "self" and not self_attention:
+                continue
             tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes,
                                  padding_mask, attn_mask)
             if tap and index == self.tap_after:

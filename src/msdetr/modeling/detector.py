@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from msdetr.config.model import ModelConfig
 from msdetr.modeling.anchor_queries import AnchorQueries
 from msdetr.modeling.backbone import Backbone
+from msdetr.modeling.dac import DAC, divide_and_conquer_branch
 from msdetr.modeling.decoder import DeformableDecoder
 from msdetr.modeling.decoder_layers import DecoderLayer, MixedSupervisionDecoderLayer
 from msdetr.modeling.encoder import DeformableEncoder
@@ -134,6 +135,9 @@ class DeformableDETR(nn.Module):
         if one_to_many is not None:
             # the one-to-many stream supervises the primary queries only
             streams[ONE_TO_MANY] = _query_range(one_to_many, queries.slices[ONE_TO_ONE])
+        if all_streams and self.cfg.dac.enabled:  # DAC-DETR: the primary queries without self-attention
+            streams[DAC] = divide_and_conquer_branch(self.decoder, self.heads, init, memory, spatial_shapes,
+                                                     valid_ratios, mask, self.cfg.dac.first_layer_self_attention)
         return DetectorOutput(streams=streams, encoder=init.encoder,
                               query_meta={group.name: group.meta for group in groups})
 

@@ -99,10 +99,13 @@ class SupervisionTask:
     assignment: per image (pred_idx, target_idx), see the module docstring.
     log_class_error: also log the class error (the official code does so on the
         final layer of each decoder stream only).
+    rank_tau: prime-sample weighting (Align-DETR, DAC-DETR): each pair's losses are scaled by
+        exp(-rank / rank_tau), rank = the pair's place among its target's pairs by IoU-aware
+        quality (0 = best; see `msdetr.losses.iou_aware`). None: every pair weighs 1.
     normalizer_scale: the task's losses are divided by N * normalizer_scale (N: the
         batch's target count); H-DETR's one-to-many branch uses k (its targets are
         repeated k times), Group DETR the number of groups G, DN-DETR / DINO denoising the
-        number of denoising groups.
+        number of denoising groups, DAC-DETR's branch 3.
     """
 
     stream: str
@@ -111,6 +114,7 @@ class SupervisionTask:
     targets: Targets
     assignment: Assignment
     log_class_error: bool = False
+    rank_tau: float | None = None
     normalizer_scale: float = 1.0
 
     @property
