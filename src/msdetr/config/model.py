@@ -55,6 +55,20 @@ class MixedSupervisionConfig:
 
 
 @dataclass
+class MaskHeadConfig:
+    """Instance masks (Mask-Deformable-DETR): per-query mask embeddings from every decoder layer,
+    dotted with a per-pixel embedding map of the highest-resolution encoder level (stride 8, or 4
+    with `backbone.return_stride4`). See `msdetr.modeling.mask_head`.
+
+    enabled: add the mask head (the targets then carry masks and the criterion mask losses).
+    mask_dim: size of the query and pixel embeddings.
+    """
+
+    enabled: bool = False
+    mask_dim: int = 256
+
+
+@dataclass
 class ModelConfig:
     """Deformable-DETR family detector.
 
@@ -91,3 +105,4 @@ class ModelConfig:
     padding_invariant: bool = True
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mixed_supervision: MixedSupervisionConfig = field(default_factory=MixedSupervisionConfig)
+    mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)

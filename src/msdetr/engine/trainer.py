@@ -113,7 +113,9 @@ class Trainer:
         set_deterministic(t.deterministic, self.device.type)
         seed_everything(t.seed + self.dist.rank)
 
-        self.train_set, self.val_set = prepare_datasets(cfg.data)
+        # masks reach the targets only when the model has a mask head (box-only runs skip decoding them)
+        self.train_set, self.val_set = prepare_datasets(
+            replace(cfg.data, masks=cfg.data.masks or cfg.model.mask_head.enabled))
         num_classes = self.train_set.num_classes
         if cfg.model.num_classes != num_classes:
             if self.resume_state is not None:
@@ -147,7 +149,8 @@ class Trainer:
             report = init_from_checkpoint(self.model, self.init_weights)
             self.log.info("init weights from %s: %s", self.init_weights, report.summary())
         self.model.to(self.device)
-        self.criterion = build_criterion(cfg.supervision, cfg.model.num_classes)
+        self.criterion = build_criterion(cfg.supervision, cfg.model.num_classes,
+                                         with_masks=cfg.model.mask_head.enabled)
         self.optimizer = build_optimizer(self.model, t, self.dist.world_size)
         self.schedule = LrSchedule(self.optimizer, t.schedule, self.steps_per_epoch, self.steps_per_epoch * t.epochs)
         self.scaler = make_scaler(t.amp, self.device)

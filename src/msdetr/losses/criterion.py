@@ -8,6 +8,7 @@ in the batch (averaged over ranks, at least 1):
            equal to the official `loss_ce`, the per-query mean times Q)
     bbox = sum over pairs of |box_pred - box_target|_1 / N
     giou = sum over pairs of (1 - GIoU) / N
+    mask, dice (tasks whose predictions carry masks, with a `mask_loss`): see `losses.mask_losses`
 
 total = sum over tasks and terms of weights[stream].<term> * term. Logged values
 (class error on each stream's final layer, cardinality error) carry no gradient.
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from msdetr.config.supervision import LossWeights
 from msdetr.errors import MsdetrError
 from msdetr.losses.functional import focal_classification_sum, giou_box_sum, l1_box_sum
+from msdetr.losses.mask_losses import MaskLoss
 from msdetr.losses.metrics import cardinality_error, class_error
 from msdetr.losses.names import term_name, to_official_name
 from msdetr.losses.normalization import num_targets_across_ranks
@@ -67,6 +69,7 @@ class Criterion(nn.Module):
     weights: loss weights per stream name; every stream a task uses needs an entry.
     num_classes: C of the classifier (targets are checked against it).
     focal_alpha, focal_gamma: of the focal classification loss.
+    mask_loss: the `mask` and `dice` terms of tasks whose predictions carry masks (mask head).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Criterion(nn.Module):
         num_classes: int,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        mask_loss: MaskLoss | None = None,
     ) -> None:
         super().__init__()
         self.strategy = strategy
@@ -83,6 +87,7 @@ class Criterion(nn.Module):
         self.num_classes = num_classes
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.mask_loss = mask_loss
 
     def forward(self, output: DetectorOutput, targets: Targets) -> LossResult:
         reference = output.logits
@@ -122,6 +127,9 @@ class Criterion(nn.Module):
             "bbox": l1_box_sum(matched_boxes, target_boxes) / num_targets,
             "giou": giou_box_sum(matched_boxes, target_boxes) / num_targets,
         }
+        if self.mask_loss is not None and task.predictions.masks is not None:  # mask head: mask, dice
+            mask_terms = self.mask_loss(task.predictions.masks, pairs, flat_target, task.targets)
+            losses.update({term: value / num_targets for term, value in mask_terms.items()})
         weights = self.weights[task.stream]
         for term, value in losses.items():
             result.terms[term_name(task.name, term)] = value

@@ -35,7 +35,7 @@ from typing import Protocol
 
 from torch import Tensor
 
-from msdetr.modeling.outputs import DetectorOutput
+from msdetr.modeling.outputs import DetectorOutput, MaskPredictions
 
 # One (pred_idx, target_idx) pair of int64 tensors per image.
 Assignment = list[tuple[Tensor, Tensor]]
@@ -50,10 +50,12 @@ class LayerPredictions:
 
     logits: (B, Q, C) class logits (sigmoid classifier).
     boxes:  (B, Q, 4) normalized (cx, cy, w, h).
+    masks:  this layer's masks (query_embed (1, B, Q, M)) when the detector has a mask head, else None.
     """
 
     logits: Tensor
     boxes: Tensor
+    masks: MaskPredictions | None = None
 
 
 class Assigner(Protocol):

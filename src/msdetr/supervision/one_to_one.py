@@ -8,9 +8,10 @@ from msdetr.supervision.base import Assigner, LayerPredictions, SupervisionTask,
 
 
 def layer_predictions(output: DetectorOutput, stream: str, layer: int) -> LayerPredictions:
-    """(B, Q, C) logits and (B, Q, 4) boxes of one decoder layer of a stream."""
+    """(B, Q, C) logits and (B, Q, 4) boxes (and masks, with a mask head) of one decoder layer of a stream."""
     predictions = output.streams[stream]
-    return LayerPredictions(logits=predictions.logits[layer], boxes=predictions.boxes[layer])
+    masks = predictions.masks.layer(layer) if predictions.masks is not None else None
+    return LayerPredictions(logits=predictions.logits[layer], boxes=predictions.boxes[layer], masks=masks)
 
 
 def require_stream(output: DetectorOutput, stream: str, strategy: str) -> int:
@@ -39,7 +40,8 @@ class OneToOneSupervision:
         stream = output.streams[self.stream]
         assign_layers = getattr(self.assigner, "assign_layers", None)
         if assign_layers is not None:  # all layers in one pass (same result, less overhead)
-            assignments = assign_layers(stream.logits, stream.boxes, targets)
+            extra = {"masks": stream.masks} if stream.masks is not None else {}  # mask head: mask cost
+            assignments = assign_layers(stream.logits, stream.boxes, targets, **extra)
         else:
             assignments = [
                 self.assigner(layer_predictions(output, self.stream, i), targets) for i in range(num_layers)
