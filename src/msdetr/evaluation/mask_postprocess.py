@@ -1,8 +1,9 @@
 """Instance masks of the kept detections, in pixels of the original image.
 
 For the K detections of an image: their queries' mask logits at the mask map's resolution
-(K dot products with the pixel embeddings), upsampled bilinearly by the map's stride onto the
-padded input, cropped to the image's unpadded input area, resized bilinearly to the original
+(K dot products with the pixel embeddings), taken on the map pixels covering the image's unpadded
+input area (so batch padding never blends in), upsampled bilinearly by the map's stride, cropped to
+that area, resized bilinearly to the original
 image size and thresholded at logit 0 (probability 0.5), as DETR's segmentation post-processing.
 Only the kept queries are decoded, so the cost is K masks per image, never Q.
 """
@@ -27,11 +28,13 @@ def detection_masks(masks: MaskPredictions, image: int, queries: Tensor, input_s
     height, width = int(orig_size[0]), int(orig_size[1])
     if queries.numel() == 0:
         return torch.zeros(0, height, width, dtype=torch.bool, device=queries.device)
-    embed = masks.query_embed[-1, image, queries].float()  # (K, M)
-    pixel = masks.pixel_embed[image].float()  # (M, H_m, W_m)
-    logits = torch.einsum("km,mhw->khw", embed, pixel)[None]
     stride = masks.stride
+    in_h, in_w = int(input_size[0]), int(input_size[1])
+    # the map pixels that cover the image (its padding, if batched, never blends into the border)
+    pixel = masks.pixel_embed[image, :, : -(-in_h // stride), : -(-in_w // stride)].float()  # (M, h_m, w_m)
+    embed = masks.query_embed[-1, image, queries].float()  # (K, M)
+    logits = torch.einsum("km,mhw->khw", embed, pixel)[None]
     logits = F.interpolate(logits, scale_factor=stride, mode="bilinear", align_corners=False)
-    logits = logits[:, :, : int(input_size[0]), : int(input_size[1])]
+    logits = logits[:, :, :in_h, :in_w]
     logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
     return logits[0] > 0
