@@ -416,6 +416,9 @@ class Trainer:
             metrics.stats["bbox_mAP_75"],
             metrics.num_images,
         )
+        if "segm_mAP" in metrics.stats:  # mask head
+            self.log.info("epoch %d: segm mAP %.4f, mAP@0.5 %.4f, mAP@0.75 %.4f", epoch + 1,
+                          metrics.stats["segm_mAP"], metrics.stats["segm_mAP_50"], metrics.stats["segm_mAP_75"])
         if metrics.stats["bbox_mAP"] > self.best_map:
             self.best_map = metrics.stats["bbox_mAP"]
             if self.is_main:
