@@ -61,8 +61,9 @@ class DeformableDETR(nn.Module):
                                      two_stage=cfg.two_stage, one_to_many=ms.enabled,
                                      share_class=ms.share_class_head, share_box=ms.share_box_head)
         # instance masks (Mask-Deformable-DETR); None for box-only detectors
-        self.mask_head = (MaskHead(d, cfg.mask_head.mask_dim, self.backbone.strides[0])
-                          if cfg.mask_head.enabled else None)
+        # (on the first feature level the neck keeps: its stride is that backbone level's)
+        level0_stride = self.backbone.strides[-self.neck.num_backbone_levels]
+        self.mask_head = MaskHead(d, cfg.mask_head.mask_dim, level0_stride) if cfg.mask_head.enabled else None
 
     def _init_transformer(self) -> None:
         for module in (self.encoder.layers, self.decoder, self.queries):
