@@ -32,7 +32,8 @@ def polygon_ground_truth(seed: int, num_images: int = 6) -> dict:
         for _ in range(int(rng.integers(1, 5))):
             cx, cy, r = rng.uniform(15, w - 15), rng.uniform(15, h - 15), rng.uniform(5, 14)
             corners = int(rng.integers(3, 5))
-            angles = rng.uniform(0, 2 * np.pi) + np.arange(corners) * 2 * np.pi / corners + rng.uniform(-0.3, 0.3, corners)
+            start = rng.uniform(0, 2 * np.pi)
+            angles = start + np.arange(corners) * 2 * np.pi / corners + rng.uniform(-0.3, 0.3, corners)
             polygon = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1).reshape(-1).tolist()
             xs, ys = polygon[0::2], polygon[1::2]
             annotations.append({
