@@ -150,3 +150,16 @@ def test_mask_cost_prefers_the_query_whose_mask_matches():
     logits, boxes = torch.zeros(1, 1, 2, 1), torch.tensor([[[[0.5, 0.5, 0.5, 0.5]] * 2]])
     (pred, tgt), = assigner.assign_layers(logits, boxes, targets, masks=masks)[0]
     assert pred.tolist() == [0] and tgt.tolist() == [0]
+
+
+def test_query_group_streams_carry_their_masks():
+    from test_modeling_query_groups import LearnedGroup
+
+    model = mask_model(mixed=False).train()
+    model.query_groups.append(LearnedGroup("hybrid", 5, model.cfg.hidden_dim))
+    _, images, pixel_mask = padded_batch(SIZES)
+    out = model(images, pixel_mask, targets=[{}, {}])
+    assert out.streams["hybrid"].masks.query_embed.shape == (2, 2, 5, 16)
+    assert out.streams[ONE_TO_ONE].masks.query_embed.shape == (2, 2, 7, 16)
+    out.streams["hybrid"].masks.logits().sum().backward()
+    assert model.query_groups[0].embed.weight.grad.abs().sum() > 0

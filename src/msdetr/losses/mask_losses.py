@@ -92,6 +92,11 @@ class MaskLoss:
                     f"targets: image {i}: no 'masks' but the model has a mask head; load the data "
                     "with masks (data.masks: true, set automatically for mask models by msdetr train)"
                 )
+            if t["masks"].dim() != 3 or t["masks"].shape[0] != len(t["labels"]):
+                raise MsdetrError(
+                    f"targets: image {i}: masks {tuple(t['masks'].shape)} for {len(t['labels'])} labels; "
+                    "expected (n, H, W) with one mask per object"
+                )
         key = tuple(id(t["masks"]) for t in targets)
         if self._flat is None or self._flat[0] != key:
             self._flat = (key, FlatMasks([t["masks"] for t in targets]))
