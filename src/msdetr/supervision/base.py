@@ -14,7 +14,8 @@ code).
 An assigner may also offer ``assign_layers(logits, boxes, targets)`` taking all
 decoder layers of a stream at once ((L, B, Q, C) logits, (L, B, Q, 4) boxes) and
 returning one assignment per layer, identical to layer-by-layer calls; strategies
-use it when present, which saves most of the per-call overhead.
+use it when present, which saves most of the per-call overhead. An assigner with a
+``mask_cost`` (Hungarian, mask head) also takes ``masks=`` (`MaskPredictions` of the layers).
 
 A **supervision strategy** turns a `DetectorOutput` and the targets into a list
 of `SupervisionTask`: which predictions (stream, layer) are supervised, by which

@@ -40,7 +40,9 @@ class OneToOneSupervision:
         stream = output.streams[self.stream]
         assign_layers = getattr(self.assigner, "assign_layers", None)
         if assign_layers is not None:  # all layers in one pass (same result, less overhead)
-            extra = {"masks": stream.masks} if stream.masks is not None else {}  # mask head: mask cost
+            # mask head and an assigner with a mask cost: the masks go to the matching too
+            with_masks = stream.masks is not None and getattr(self.assigner, "mask_cost", None) is not None
+            extra = {"masks": stream.masks} if with_masks else {}
             assignments = assign_layers(stream.logits, stream.boxes, targets, **extra)
         else:
             assignments = [
