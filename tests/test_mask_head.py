@@ -11,9 +11,9 @@ from msdetr.config.model import MaskHeadConfig, MixedSupervisionConfig
 from msdetr.config.supervision import SupervisionConfig
 from msdetr.losses.build import build_criterion
 from msdetr.losses.mask_losses import MaskLoss, PointSampling
-from msdetr.losses.point_sampling import FlatMasks, pixel_centres
 from msdetr.modeling.build import build_model
 from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE, MaskPredictions
+from msdetr.ops.point_sampling import FlatMasks, pixel_centres
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.mask_cost import MaskMatchingCost
 from msdetr.supervision.pairs import flatten

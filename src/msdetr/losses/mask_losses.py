@@ -7,7 +7,7 @@ For every assignment pair p (query q of image b supervised by target t) and its 
 
 The points are Mask2Former's: 3N uniform candidates, the 0.75 N most uncertain (logit closest
 to 0) kept, 0.25 N fresh uniform ones added (N = 12544 by default); the same pair's prediction and
-target are read at the same points (`point_sampling`). Memory: (B, P_b, H_m, W_m) logits of the
+target are read at the same points (`msdetr.ops.point_sampling`). Memory: (B, P_b, H_m, W_m) logits of the
 matched queries at the mask map's resolution (stride 8 or 4), then (P, N) point values; no
 full-resolution mask is ever built, for targets or predictions. All math in float32.
 """
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from msdetr.errors import MsdetrError
-from msdetr.losses.point_sampling import FlatMasks, sample_maps, to_map_grid, uncertain_points
 from msdetr.modeling.outputs import MaskPredictions
+from msdetr.ops.point_sampling import FlatMasks, sample_maps, to_map_grid, uncertain_points
 from msdetr.supervision.pairs import FlatPairs
 
 

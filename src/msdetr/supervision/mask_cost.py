@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from msdetr.losses.point_sampling import FlatMasks, sample_pixel_embed, to_map_grid
 from msdetr.modeling.outputs import MaskPredictions
+from msdetr.ops.point_sampling import FlatMasks, sample_pixel_embed, to_map_grid
 from msdetr.supervision.base import Targets
 
 

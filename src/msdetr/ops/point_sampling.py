@@ -9,6 +9,8 @@ own (h, w) mask, gathered from one flat buffer: neither is resized or padded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -65,7 +67,7 @@ class FlatMasks:
 
 @torch.no_grad()
 def uncertain_points(
-    logits_at: callable,
+    logits_at: Callable[[Tensor], Tensor],
     num_rows: int,
     num_points: int,
     oversample_ratio: float,
