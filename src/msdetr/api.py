@@ -36,6 +36,8 @@ class ImageDetections:
     names:        K class names ("3" when the checkpoint has no name for class 3)
     category_ids: K dataset category ids (as in the training annotations)
     image_size:   (height, width) of the original image
+    masks:        (K, H, W) bool instance masks at the original image size (models with a mask
+                  head), else None
     """
 
     boxes: Tensor
@@ -44,6 +46,7 @@ class ImageDetections:
     names: list[str]
     category_ids: list[int]
     image_size: tuple[int, int]
+    masks: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -106,6 +109,15 @@ class Detector:
         return self.detect_rgb(rgbs, score)
 
     @torch.no_grad()
+    def _final_output(self, rgbs: list[Tensor]):
+        """(detector output, original sizes (B, 2), unpadded input sizes (B, 2)) for uint8 RGB images."""
+        batch = self.preprocessor.batch(rgbs).to(self.device)
+        self.model.eval()
+        output = self.model(batch.images, batch.pixel_mask, all_streams=False)
+        input_sizes = torch.stack([(~batch.pixel_mask[:, :, 0]).sum(1), (~batch.pixel_mask[:, 0, :]).sum(1)], 1)
+        return output, batch.orig_sizes, input_sizes
+
+    @torch.no_grad()
     def final_predictions(self, rgbs: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Raw final-layer one-to-one predictions for B (3, H_i, W_i) uint8 RGB images.
 
@@ -121,9 +133,10 @@ class Detector:
         """Detections for B (3, H_i, W_i) uint8 RGB tensors, run as one padded batch."""
         if not rgbs:
             return []
-        logits, boxes, orig_sizes = self.final_predictions(rgbs)
+        output, orig_sizes, input_sizes = self._final_output(rgbs)
         settings = self.settings
-        detections = postprocess(logits, boxes, orig_sizes, topk=settings.topk, nms_iou=settings.nms_iou)
+        detections = postprocess(output.logits.float(), output.boxes.float(), orig_sizes, topk=settings.topk,
+                                 nms_iou=settings.nms_iou, masks=output.masks, input_sizes=input_sizes)
         results = []
         for det, (height, width) in zip(detections, orig_sizes.tolist()):
             keep = det.scores >= score
@@ -139,6 +152,7 @@ class Detector:
                 names=[self.class_name(c) for c in label_list],
                 category_ids=[self.category_id(c) for c in label_list],
                 image_size=(int(height), int(width)),
+                masks=det.masks[keep].cpu() if det.masks is not None else None,
             ))
         return results
 

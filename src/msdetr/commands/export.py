@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         "eval_max_size": settings.transforms.eval_max_size,
         "input": "images (B, 3, H, W) float32 RGB, scaled to [0, 1] then (x - mean) / std, no padding",
         "outputs": "boxes (B, K, 4) x0 y0 x1 y1 pixels of the input, scores (B, K), "
-                   "labels (B, K) class indices",
+                   "labels (B, K) class indices"
+                   + (", masks (B, K, H, W) bool at the input resolution" if len(graph.output_names) > 3 else ""),
     }
     exported = export_onnx(graph, args.out, height, width, dynamic=args.dynamic, opset=args.opset,
                            metadata=metadata)
@@ -77,15 +78,20 @@ def run(args: argparse.Namespace) -> int:
     for h, w in sizes:
         images = torch.randn(1, 3, h, w, generator=generator)
         with torch.no_grad():
-            boxes, scores, labels = graph(images)
-        got_boxes, got_scores, got_labels = run_onnxruntime(exported.path, images)
+            boxes, scores, labels, *masks = graph(images)
+        got_boxes, got_scores, got_labels, *got_masks = run_onnxruntime(exported.path, images)
         scale = torch.tensor([w, h, w, h], dtype=torch.float32)
         box_diff = float(((got_boxes - boxes) / scale).abs().max())
         score_diff = float((got_scores - scores).abs().max())
         same_labels = bool(torch.equal(got_labels, labels))
         ok = same_labels and box_diff <= CHECK_TOLERANCE and score_diff <= CHECK_TOLERANCE
+        mask_note = ""
+        if masks:  # mask head: the fraction of mask pixels that differ (logits near 0 may flip)
+            mask_diff = float((got_masks[0] != masks[0]).float().mean()) if masks[0].numel() else 0.0
+            ok &= mask_diff <= CHECK_TOLERANCE
+            mask_note = f", masks {mask_diff:.1e} of pixels differ"
         matches &= ok
         print(f"onnxruntime check at {h} x {w}: max |difference| scores {score_diff:.1e}, boxes (relative to "
-              f"the image) {box_diff:.1e}, labels {'identical' if same_labels else 'differ'}"
+              f"the image) {box_diff:.1e}, labels {'identical' if same_labels else 'differ'}{mask_note}"
               + ("" if ok else f" -- MISMATCH (tolerance {CHECK_TOLERANCE})"))
     return 0 if matches else 1

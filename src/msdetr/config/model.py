@@ -129,6 +129,20 @@ class DacConfig:
 
 
 @dataclass
+class MaskHeadConfig:
+    """Instance masks (Mask-Deformable-DETR): per-query mask embeddings from every decoder layer,
+    dotted with a per-pixel embedding map of the highest-resolution encoder level (stride 8, or 4
+    with `backbone.return_stride4`). See `msdetr.modeling.mask_head`.
+
+    enabled: add the mask head (the targets then carry masks and the criterion mask losses).
+    mask_dim: size of the query and pixel embeddings.
+    """
+
+    enabled: bool = False
+    mask_dim: int = 256
+
+
+@dataclass
 class ModelConfig:
     """Deformable-DETR family detector.
 
@@ -174,3 +188,4 @@ class ModelConfig:
     group: GroupQueriesConfig = field(default_factory=GroupQueriesConfig)
     denoising: DenoisingConfig = field(default_factory=DenoisingConfig)
     dac: DacConfig = field(default_factory=DacConfig)
+    mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)

@@ -28,6 +28,24 @@ class MatcherCosts:
 
 
 @dataclass
+class MaskSupervisionConfig:
+    """Mask losses and mask matching costs (models with a mask head; ignored otherwise).
+
+    num_points, oversample_ratio, importance_sample_ratio: point sampling of the mask losses
+    (Mask2Former: 12544, 3, 0.75). cost_mask, cost_dice: weights of the point-sampled BCE and
+    dice costs in the one-to-one matcher (0 = boxes only); matcher_points: uniform points per
+    image for those costs.
+    """
+
+    num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    cost_mask: float = 5.0
+    cost_dice: float = 5.0
+    matcher_points: int = 12544
+
+
+@dataclass
 class OneToManyConfig:
     """MS-DETR top-K assigner (see `msdetr.supervision.topk`).
 
@@ -80,11 +98,14 @@ class GroupConfig:
 
 @dataclass
 class LossWeights:
-    """Weights of one stream's loss terms: sigmoid focal classification, L1 and GIoU box losses."""
+    """Weights of one stream's loss terms: sigmoid focal classification, L1 and GIoU box losses,
+    and (models with a mask head only) the point-sampled mask BCE and dice losses (Mask2Former's 5, 5)."""
 
     cls: float = 2.0
     bbox: float = 5.0
     giou: float = 2.0
+    mask: float = 5.0
+    dice: float = 5.0
 
 
 @dataclass
@@ -203,6 +224,7 @@ class SupervisionConfig:
     loss_weights: StreamLossWeights = field(default_factory=StreamLossWeights)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
+    masks: MaskSupervisionConfig = field(default_factory=MaskSupervisionConfig)
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     encoder_match_on_anchors: bool = True
@@ -242,10 +264,21 @@ class SupervisionConfig:
         if self.matcher.bbox == 0 and self.matcher.giou == 0:
             problems.append(("matcher.bbox", self.matcher.bbox, "> 0 when matcher.giou is 0"))
         for stream, weights in self.loss_weights.as_dict().items():
-            for name in ("cls", "bbox", "giou"):
+            for name in ("cls", "bbox", "giou", "mask", "dice"):
                 if getattr(weights, name) < 0:
                     problems.append((f"loss_weights.{stream}.{name}", getattr(weights, name), ">= 0"))
         problems += self._method_problems()
+        m = self.masks
+        for name in ("num_points", "matcher_points"):
+            if isinstance(getattr(m, name), bool) or not isinstance(getattr(m, name), int) or getattr(m, name) < 1:
+                problems.append((f"masks.{name}", getattr(m, name), "an integer >= 1"))
+        if m.oversample_ratio < 1:
+            problems.append(("masks.oversample_ratio", m.oversample_ratio, ">= 1"))
+        if not 0.0 <= m.importance_sample_ratio <= 1.0:
+            problems.append(("masks.importance_sample_ratio", m.importance_sample_ratio, "in [0, 1]"))
+        for name in ("cost_mask", "cost_dice"):
+            if getattr(m, name) < 0:
+                problems.append((f"masks.{name}", getattr(m, name), ">= 0"))
         if problems:
             key, value, expected = problems[0]
             raise MsdetrError(f"supervision config: {key}: got {value!r}; it must be {expected}")

@@ -114,7 +114,9 @@ class Trainer:
         set_deterministic(t.deterministic, self.device.type)
         seed_everything(t.seed + self.dist.rank)
 
-        self.train_set, self.val_set = prepare_datasets(cfg.data)
+        # masks reach the targets only when the model has a mask head (box-only runs skip decoding them)
+        self.train_set, self.val_set = prepare_datasets(
+            replace(cfg.data, masks=cfg.data.masks or cfg.model.mask_head.enabled))
         num_classes = self.train_set.num_classes
         if cfg.model.num_classes != num_classes:
             if self.resume_state is not None:
@@ -148,7 +150,8 @@ class Trainer:
             report = init_from_checkpoint(self.model, self.init_weights)
             self.log.info("init weights from %s: %s", self.init_weights, report.summary())
         self.model.to(self.device)
-        self.criterion = build_criterion(cfg.supervision, cfg.model.num_classes)
+        self.criterion = build_criterion(cfg.supervision, cfg.model.num_classes,
+                                         with_masks=cfg.model.mask_head.enabled)
         self.optimizer = build_optimizer(self.model, t, self.dist.world_size)
         self.schedule = LrSchedule(self.optimizer, t.schedule, self.steps_per_epoch, self.steps_per_epoch * t.epochs)
         self.scaler = make_scaler(t.amp, self.device)
@@ -417,6 +420,9 @@ class Trainer:
             metrics.stats["bbox_mAP_75"],
             metrics.num_images,
         )
+        if "segm_mAP" in metrics.stats:  # mask head
+            self.log.info("epoch %d: segm mAP %.4f, mAP@0.5 %.4f, mAP@0.75 %.4f", epoch + 1,
+                          metrics.stats["segm_mAP"], metrics.stats["segm_mAP_50"], metrics.stats["segm_mAP_75"])
         if metrics.stats["bbox_mAP"] > self.best_map:
             self.best_map = metrics.stats["bbox_mAP"]
             if self.is_main:

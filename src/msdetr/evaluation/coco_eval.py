@@ -1,4 +1,7 @@
-"""COCO box metrics: the 12 standard numbers and per-class AP, with faster-coco-eval.
+"""COCO box (and mask) metrics: the 12 standard numbers and per-class AP, with faster-coco-eval.
+
+Detections with masks (mask head) are also evaluated as `segm`: the 12 numbers again, named
+`segm_mAP`, ... (per-class AP stays the box AP).
 
 Why faster-coco-eval rather than pycocotools: it is a maintained C++ implementation of the
 same protocol that gives pycocotools' numbers (a test checks that on the same detections)
@@ -26,6 +29,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 
 from msdetr.engine import distributed
 from msdetr.evaluation.postprocess import Detections
+from msdetr.evaluation.segm import has_masks, segm_records
 
 STAT_NAMES = (
     "bbox_mAP",
@@ -41,6 +45,7 @@ STAT_NAMES = (
     "bbox_AR_m",
     "bbox_AR_l",
 )
+SEGM_STAT_NAMES = tuple("segm_" + name[len("bbox_"):] for name in STAT_NAMES)
 
 
 @dataclass
@@ -117,32 +122,49 @@ class CocoEvaluator:
         self.label_to_category_id = list(label_to_category_id)
         self._rows: list[np.ndarray] = []
         self._image_ids: set[int] = set()
+        self._segm: list[dict] = []  # COCO segm results, when the detections carry masks
+        self._with_masks = False
 
     def add(self, image_ids: Sequence[int], detections: Sequence[Detections]) -> None:
         """Detections of a batch: per image its id and `Detections` in original pixels."""
         self._image_ids.update(int(i) for i in image_ids)
         self._rows.append(detections_to_coco(image_ids, detections, self.label_to_category_id))
+        if has_masks(detections):
+            self._with_masks = True
+            self._segm.extend(segm_records(image_ids, detections, self.label_to_category_id))
 
     def compute(self) -> CocoMetrics | None:
         """Gather from all ranks and evaluate; the metrics on rank 0, None on other ranks."""
-        local = (np.concatenate(self._rows) if self._rows else np.zeros((0, 7)), sorted(self._image_ids))
+        local = (np.concatenate(self._rows) if self._rows else np.zeros((0, 7)), sorted(self._image_ids),
+                 self._segm if self._with_masks else None)
         gathered = distributed.gather_to_main(local)
         if gathered is None:
             return None
         rows_by_image: dict[int, np.ndarray] = {}
-        for rows, ids in gathered:
-            for image_id in ids:
-                if image_id not in rows_by_image:  # an image evaluated on two ranks counts once
-                    rows_by_image[image_id] = rows[rows[:, 0] == image_id]
+        segm_by_image: dict[int, list[dict]] = {}
+        with_masks = False
+        for rows, ids, segm in gathered:
+            fresh = [image_id for image_id in ids if image_id not in rows_by_image]
+            for image_id in fresh:  # an image evaluated on two ranks counts once
+                rows_by_image[image_id] = rows[rows[:, 0] == image_id]
+            if segm is not None:
+                with_masks = True
+                wanted = set(fresh)
+                for record in segm:
+                    if record["image_id"] in wanted:
+                        segm_by_image.setdefault(record["image_id"], []).append(record)
         image_ids = sorted(rows_by_image)
         rows = np.concatenate([rows_by_image[i] for i in image_ids]) if image_ids else np.zeros((0, 7))
-        return self._evaluate(rows, image_ids)
+        segm = [r for i in image_ids for r in segm_by_image.get(i, [])] if with_masks else None
+        return self._evaluate(rows, image_ids, segm)
 
-    def _evaluate(self, rows: np.ndarray, image_ids: list[int]) -> CocoMetrics:
+    def _evaluate(self, rows: np.ndarray, image_ids: list[int], segm: list[dict] | None = None) -> CocoMetrics:
         cats = self.coco_gt.loadCats(self.coco_gt.getCatIds())
         metrics = CocoMetrics(num_images=len(image_ids), num_detections=len(rows))
         if len(rows) == 0 or not image_ids:
             metrics.stats = {name: 0.0 for name in STAT_NAMES}
+            if segm is not None:
+                metrics.stats.update({name: 0.0 for name in SEGM_STAT_NAMES})
             metrics.per_class = {c["name"]: 0.0 for c in cats}
             return metrics
         with contextlib.redirect_stdout(io.StringIO()):
@@ -154,7 +176,22 @@ class CocoEvaluator:
             evaluator.summarize()
         metrics.stats = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats[:12])}
         metrics.per_class = per_class_ap(evaluator.eval["precision"], evaluator.params.catIds, cats)
+        if segm is not None:
+            metrics.stats.update(zip(SEGM_STAT_NAMES, self._segm_stats(segm, image_ids)))
         return metrics
+
+    def _segm_stats(self, segm: list[dict], image_ids: list[int]) -> list[float]:
+        """The 12 COCO numbers of the mask results (0 without any)."""
+        if not segm:
+            return [0.0] * len(SEGM_STAT_NAMES)
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_dt = self.coco_gt.loadRes(copy.deepcopy(segm))
+            evaluator = COCOeval_faster(self.coco_gt, coco_dt, iouType="segm")
+            evaluator.params.imgIds = image_ids
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        return [float(v) for v in evaluator.stats[:12]]
 
 
 def per_class_ap(precision: np.ndarray, cat_ids: Sequence[int], cats: list[dict]) -> dict[str, float]:

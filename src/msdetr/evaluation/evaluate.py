@@ -31,7 +31,8 @@ def predict_batches(
 ) -> None:
     """Detections per image for every batch of `loader`, passed to `on_batch(image_ids, detections)`.
 
-    Boxes are (x0, y0, x1, y1) in pixels of the original image.
+    Boxes are (x0, y0, x1, y1) in pixels of the original image; with a mask head each detection
+    also has its mask at the original image size.
     """
     was_training = model.training
     model.eval()
@@ -41,7 +42,9 @@ def predict_batches(
             with autocast(amp, device):
                 output = model(batch.images, batch.pixel_mask, all_streams=False)
             sizes = torch.stack([t["orig_size"] for t in batch.targets]).to(device)
-            detections = postprocess(output.logits.float(), output.boxes.float(), sizes, topk=topk, nms_iou=nms_iou)
+            input_sizes = torch.stack([t["size"] for t in batch.targets]).to(device)
+            detections = postprocess(output.logits.float(), output.boxes.float(), sizes, topk=topk, nms_iou=nms_iou,
+                                     masks=output.masks, input_sizes=input_sizes)
             image_ids = [int(t["image_id"]) for t in batch.targets]
             if on_batch is not None:
                 on_batch(image_ids, [d.to("cpu") for d in detections])

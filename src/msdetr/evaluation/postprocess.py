@@ -8,6 +8,9 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, box_convert
 
+from msdetr.evaluation.mask_postprocess import detection_masks
+from msdetr.modeling.outputs import MaskPredictions
+
 
 @dataclass
 class Detections:
@@ -16,19 +19,23 @@ class Detections:
     boxes:  (K, 4) (x0, y0, x1, y1) in pixels of the requested size
     scores: (K,) sigmoid scores, descending
     labels: (K,) int64 class indices
+    masks:  (K, H, W) bool instance masks at the requested size (mask head only), else None
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
+    masks: Tensor | None = None
 
     def to(self, device) -> Detections:
-        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+        masks = self.masks.to(device) if self.masks is not None else None
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), masks)
 
 
 @torch.no_grad()
 def postprocess(logits: Tensor, boxes: Tensor, sizes: Tensor, topk: int = 100,
-                nms_iou: float | None = None, pre_nms_topk: int = 10000) -> list[Detections]:
+                nms_iou: float | None = None, pre_nms_topk: int = 10000,
+                masks: MaskPredictions | None = None, input_sizes: Tensor | None = None) -> list[Detections]:
     """Top-k over all (query, class) pairs, boxes scaled to pixels.
 
     logits: (B, Q, C); boxes: (B, Q, 4) normalized (cx, cy, w, h)
@@ -36,7 +43,12 @@ def postprocess(logits: Tensor, boxes: Tensor, sizes: Tensor, topk: int = 100,
     topk:   detections kept per image (at most Q * C)
     nms_iou: if set, class-wise NMS at this IoU over the best `pre_nms_topk`
             pairs (any Q x C, also fewer than pre_nms_topk), then top-k.
+    masks:  the detector's masks (mask head): each detection also gets its (H, W) bool mask
+            at `sizes`; input_sizes (B, 2) (h, w) of each image's unpadded model input is then
+            required (see `mask_postprocess`).
     """
+    if masks is not None and input_sizes is None:
+        raise ValueError("postprocess: masks need input_sizes (the unpadded input size of each image)")
     b, q, c = logits.shape
     prob = logits.float().sigmoid().view(b, q * c)
     xyxy = box_convert(boxes.float(), "cxcywh", "xyxy")
@@ -49,8 +61,13 @@ def postprocess(logits: Tensor, boxes: Tensor, sizes: Tensor, topk: int = 100,
     results = []
     for i in range(b):
         det = Detections(picked[i], scores[i], labels[i])
+        queries = query[i]
         if nms_iou is not None:
             keep = batched_nms(det.boxes, det.scores, det.labels, nms_iou)[:topk]
             det = Detections(det.boxes[keep], det.scores[keep], det.labels[keep])
+            queries = queries[keep]
+        if masks is not None:
+            det.masks = detection_masks(masks, i, queries, tuple(input_sizes[i].tolist()),
+                                        tuple(sizes[i].tolist()))
         results.append(det)
     return results

@@ -10,9 +10,11 @@ import copy
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msdetr.modeling.detector import DeformableDETR
+from msdetr.modeling.outputs import MaskPredictions
 
 
 class InferenceGraph(nn.Module):
@@ -23,6 +25,8 @@ class InferenceGraph(nn.Module):
         returns boxes (B, K, 4) float32 (x0, y0, x1, y1) in pixels of the input,
                 scores (B, K) float32 sigmoid scores, descending,
                 labels (B, K) int64 class indices,
+                and, for a detector with a mask head, masks (B, K, H, W) bool at the input's
+                resolution (mask logit > 0, as `evaluation.mask_postprocess`),
         with K = min(topk, num_queries * num_classes) over all (query, class) pairs.
     """
 
@@ -37,7 +41,12 @@ class InferenceGraph(nn.Module):
         self.num_classes = int(detector.cfg.num_classes)
         self.topk = min(int(topk), int(detector.cfg.num_queries) * self.num_classes)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    @property
+    def output_names(self) -> list[str]:
+        names = ["boxes", "scores", "labels"]
+        return names + ["masks"] if self.detector.mask_head is not None else names
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         pixel_mask = torch.zeros_like(images[:, 0], dtype=torch.bool)
         output = self.detector(images, pixel_mask, all_streams=False)
         logits, boxes = output.logits.float(), output.boxes.float()
@@ -51,4 +60,15 @@ class InferenceGraph(nn.Module):
         height, width = images.shape[-2], images.shape[-1]
         one = xyxy.new_ones(())
         scale = torch.stack([one * width, one * height, one * width, one * height])  # (4,), traced sizes
-        return xyxy * scale, scores, labels
+        if output.masks is None:
+            return xyxy * scale, scores, labels
+        return xyxy * scale, scores, labels, _top_masks(output.masks, query, height, width)
+
+
+def _top_masks(masks: MaskPredictions, query: Tensor, height, width) -> Tensor:
+    """(B, K, H, W) bool masks of the picked queries (B, K) on an unpadded (H, W) input."""
+    embed = torch.gather(masks.query_embed[-1].float(), 1,
+                         query.unsqueeze(-1).expand(-1, -1, masks.query_embed.shape[-1]))
+    logits = torch.einsum("bkm,bmhw->bkhw", embed, masks.pixel_embed.float())
+    logits = F.interpolate(logits, scale_factor=float(masks.stride), mode="bilinear", align_corners=False)
+    return logits[:, :, :height, :width] > 0

@@ -2,7 +2,8 @@
 
 The graph (`InferenceGraph`) takes `images` (B, 3, H, W) float32, resized and
 normalized as in evaluation, and returns `boxes` (B, K, 4) (x0, y0, x1, y1) in
-pixels of the input, `scores` (B, K) and `labels` (B, K) int64.
+pixels of the input, `scores` (B, K) and `labels` (B, K) int64; a detector with a mask head
+also returns `masks` (B, K, H, W) bool.
 
 - Fixed size (default): traced by torch's TorchScript-based exporter at one
   (height, width) and batch size 1.
@@ -28,7 +29,7 @@ from msdetr.errors import MsdetrError
 from msdetr.export.inference_graph import InferenceGraph
 
 INPUT_NAMES = ["images"]
-OUTPUT_NAMES = ["boxes", "scores", "labels"]
+OUTPUT_NAMES = ["boxes", "scores", "labels"]  # + "masks" for a detector with a mask head
 # dynamic export traces with a batch of 2 so that the batch dimension is not specialized to 1
 _DYNAMIC_EXAMPLE_BATCH = 2
 
@@ -48,7 +49,7 @@ def _export_kwargs() -> dict:
 def _export_fixed(graph: InferenceGraph, example: Tensor, path: Path, opset: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings about the TorchScript exporter
-        torch.onnx.export(graph, (example,), str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+        torch.onnx.export(graph, (example,), str(path), input_names=INPUT_NAMES, output_names=graph.output_names,
                           opset_version=opset, do_constant_folding=True, **_export_kwargs())
 
 
@@ -83,7 +84,7 @@ def _export_dynamic(graph: InferenceGraph, example: Tensor, path: Path, opset: i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, (example,), str(path), input_names=INPUT_NAMES,
-                              output_names=OUTPUT_NAMES, opset_version=max(opset, 18),
+                              output_names=graph.output_names, opset_version=max(opset, 18),
                               dynamic_shapes=({0: batch, 2: height, 3: width},), **options)
     except Exception as err:  # noqa: BLE001 - torch.export's errors have many types
         raise MsdetrError(f"{path}: dynamic ONNX export failed, the model does not trace with symbolic "
@@ -141,10 +142,10 @@ def export_onnx(graph: InferenceGraph, path: str | Path, height: int, width: int
     return ExportedModel(path, shape)
 
 
-def run_onnxruntime(path: str | Path, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def run_onnxruntime(path: str | Path, images: Tensor) -> tuple[Tensor, ...]:
     """Run an exported model on the CPU with onnxruntime: images (B, 3, H, W) ->
-    boxes (B, K, 4), scores (B, K), labels (B, K), as torch tensors."""
+    boxes (B, K, 4), scores (B, K), labels (B, K) (and masks (B, K, H, W)), as torch tensors."""
     ort = _require("onnxruntime", "running ONNX models")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = session.run(OUTPUT_NAMES, {INPUT_NAMES[0]: images.detach().cpu().float().numpy()})
+    outputs = session.run(None, {INPUT_NAMES[0]: images.detach().cpu().float().numpy()})
     return tuple(torch.from_numpy(o) for o in outputs)

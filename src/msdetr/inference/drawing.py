@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import draw_bounding_boxes
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
@@ -21,14 +21,29 @@ def _line_width(height: int, width: int) -> int:
     return max(1, round(max(height, width) / 320))
 
 
-def draw_detections(rgb: Tensor, boxes: Tensor, labels: Tensor, names: list[str], scores: Tensor) -> Tensor:
-    """Boxes with "name score" captions, one colour per class.
+MASK_ALPHA = 0.5
+
+
+def draw_masks(rgb: Tensor, masks: Tensor, labels: Tensor) -> Tensor:
+    """Instance masks blended at MASK_ALPHA in their class colour. rgb: (3, H, W) uint8; masks:
+    (K, H, W) bool; labels: (K,). Returns a new (3, H, W) uint8 image."""
+    if len(masks) == 0:
+        return rgb.clone()
+    colors = [class_color(c) for c in labels.tolist()]
+    return draw_segmentation_masks(rgb, masks.bool(), alpha=MASK_ALPHA, colors=colors)
+
+
+def draw_detections(rgb: Tensor, boxes: Tensor, labels: Tensor, names: list[str], scores: Tensor,
+                    masks: Tensor | None = None) -> Tensor:
+    """Boxes with "name score" captions, one colour per class, over the masks when given.
 
     rgb: (3, H, W) uint8; boxes: (K, 4) xyxy pixels; labels: (K,) int64; names: K
-    strings; scores: (K,). Returns a new (3, H, W) uint8 image.
+    strings; scores: (K,); masks: (K, H, W) bool or None. Returns a new (3, H, W) uint8 image.
     """
     if len(boxes) == 0:
         return rgb.clone()
+    if masks is not None:
+        rgb = draw_masks(rgb, masks, labels)
     captions = [f"{name} {score:.2f}" for name, score in zip(names, scores.tolist())]
     colors = [class_color(c) for c in labels.tolist()]
     return draw_bounding_boxes(rgb, boxes.float(), labels=captions, colors=colors,

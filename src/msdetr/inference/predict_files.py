@@ -47,7 +47,7 @@ def predict_files(detector: Detector, files: Sequence[Path], out_dir: str | Path
                   on_progress: Callable[[int], None] | None = None,
                   on_failure: Callable[[str, str], None] | None = None) -> PredictSummary:
     """Detect objects in `files`, write `out_dir/predictions.json` and (with `draw`) one
-    PNG per image with boxes, class names and scores.
+    PNG per image with boxes, class names and scores (and masks, with a mask head).
 
     on_progress(n): called after each batch with the number of files it consumed;
     on_failure(file, reason): called for each file that could not be read.
@@ -74,7 +74,7 @@ def predict_files(detector: Detector, files: Sequence[Path], out_dir: str | Path
             summary.images += 1
             summary.detections += len(dets)
             if draw:
-                drawn = draw_detections(rgb, dets.boxes, dets.labels, dets.names, dets.scores)
+                drawn = draw_detections(rgb, dets.boxes, dets.labels, dets.names, dets.scores, dets.masks)
                 summary.drawings.append(save_image(drawn, out_dir / _drawing_name(path, used_names)))
         if on_progress is not None:
             on_progress(len(chunk))

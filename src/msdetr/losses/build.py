@@ -6,6 +6,7 @@ import torch
 
 from msdetr.config.supervision import DacSupervisionConfig, SupervisionConfig
 from msdetr.losses.criterion import Criterion
+from msdetr.losses.mask_losses import MaskLoss, PointSampling
 from msdetr.supervision.align import AlignSupervision
 from msdetr.supervision.compose import ComposedSupervision
 from msdetr.supervision.dac import DacSupervision
@@ -14,24 +15,32 @@ from msdetr.supervision.encoder import EncoderAssigner, EncoderSupervision
 from msdetr.supervision.group import GroupSupervision
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.hybrid import HybridSupervision
+from msdetr.supervision.mask_cost import MaskMatchingCost
 from msdetr.supervision.mixed import MixedSupervision
 from msdetr.supervision.one_to_one import OneToOneSupervision
 from msdetr.supervision.topk import TopKAssigner
 
 
 def build_criterion(
-    config: SupervisionConfig, num_classes: int, generator: torch.Generator | None = None
+    config: SupervisionConfig, num_classes: int, generator: torch.Generator | None = None,
+    with_masks: bool = False,
 ) -> Criterion:
     """Criterion for `config`; `generator` is the random source of the top-K subsampling
-    (on the predictions' device; None = torch's global generator, as the official code)."""
+    (on the predictions' device; None = torch's global generator, as the official code) and of
+    the mask points. with_masks: the model has a mask head (mask losses and mask matching cost)."""
     config.validate()
     costs = config.matcher
+    masks = config.masks
+    mask_cost = None
+    if with_masks and (masks.cost_mask or masks.cost_dice):
+        mask_cost = MaskMatchingCost(masks.cost_mask, masks.cost_dice, masks.matcher_points, generator)
     hungarian = HungarianAssigner(
         cost_class=costs.cls,
         cost_bbox=costs.bbox,
         cost_giou=costs.giou,
         focal_alpha=config.focal_alpha,
         focal_gamma=config.focal_gamma,
+        mask_cost=mask_cost,
     )
     strategy = OneToOneSupervision(hungarian)
     if config.many_to_one.enabled:  # Align-DETR mixed matching (issue 17)
@@ -74,6 +83,8 @@ def build_criterion(
         focal_gamma=config.focal_gamma,
         classification_losses=config.classification_loss.as_dict(),
         iou_aware=config.iou_aware,
+        mask_loss=MaskLoss(PointSampling(masks.num_points, masks.oversample_ratio, masks.importance_sample_ratio),
+                           generator) if with_masks else None,
     )
 
 

@@ -8,6 +8,7 @@ in the batch (averaged over ranks, at least 1):
            equal to the official `loss_ce`, the per-query mean times Q)
     bbox = sum over pairs of |box_pred - box_target|_1 / N
     giou = sum over pairs of (1 - GIoU) / N
+    mask, dice (tasks whose predictions carry masks, with a `mask_loss`): see `losses.mask_losses`
 
 Per stream the classification loss may instead be Align-DETR's IoU-aware BCE
 (`iou_aware`), and a task may weight its pairs (prime-sample weights, every term)
@@ -21,8 +22,8 @@ The tasks are computed in groups (`batched`): all tasks with the same targets an
 prediction shapes (every decoder layer of both MS-DETR streams) share one focal / L1 /
 GIoU computation over their concatenated pairs, with no device-to-host synchronization;
 any strategy's tasks get this, nothing is asked of them. Tasks whose losses differ from
-that arithmetic (an IoU-aware classification loss, prime-sample pair weights) are computed
-one by one (`_add_task`).
+that arithmetic (an IoU-aware classification loss, prime-sample pair weights, mask losses)
+are computed one by one (`_add_task`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from msdetr.errors import MsdetrError
 from msdetr.losses.batched import _WeightCache, group_losses, group_pairs, group_tasks, stack_predictions
 from msdetr.losses.functional import focal_classification_sum, giou_box_sum, l1_box_sum
 from msdetr.losses.iou_aware import iou_aware_classification_sum, pair_quality, prime_sample_weights
+from msdetr.losses.mask_losses import MaskLoss
 from msdetr.losses.metrics import cardinality_error, class_error
 from msdetr.losses.names import LOG_TERMS, LOSS_TERMS, term_name, to_official_name
 from msdetr.losses.normalization import num_targets_across_ranks
@@ -90,6 +92,7 @@ class Criterion(nn.Module):
     classification_losses: per stream, "focal" (default) or "iou_aware" (Align-DETR, see
         `msdetr.losses.iou_aware`; its alpha / gamma from `iou_aware`). Tasks with `rank_tau`
         weight their pairs (all terms), tasks with `normalizer_scale` divide by that times N.
+    mask_loss: the `mask` and `dice` terms of tasks whose predictions carry masks (mask head).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class Criterion(nn.Module):
         focal_gamma: float = 2.0,
         classification_losses: Mapping[str, str] | None = None,
         iou_aware: IouAwareConfig | None = None,
+        mask_loss: MaskLoss | None = None,
     ) -> None:
         super().__init__()
         self.strategy = strategy
@@ -114,6 +118,7 @@ class Criterion(nn.Module):
         # Align-DETR / DAC-DETR (issue 17): classification loss per stream ("focal" when absent)
         self.classification_losses = dict(classification_losses or {})
         self.iou_aware = iou_aware or IouAwareConfig()
+        self.mask_loss = mask_loss
 
     def forward(self, output: DetectorOutput, targets: Targets) -> LossResult:
         reference = output.logits
@@ -165,8 +170,12 @@ class Criterion(nn.Module):
         return result
 
     def _needs_own_computation(self, task: SupervisionTask) -> bool:
-        """Tasks the batched arithmetic does not cover: IoU-aware classification, pair weights."""
-        return task.rank_tau is not None or self.classification_losses.get(task.stream, "focal") != "focal"
+        """Tasks the batched arithmetic does not cover: IoU-aware classification, pair weights, masks."""
+        return (
+            task.rank_tau is not None
+            or self.classification_losses.get(task.stream, "focal") != "focal"
+            or (self.mask_loss is not None and task.predictions.masks is not None)
+        )
 
     def _add_task(self, task: SupervisionTask, num_targets: Tensor, result: LossResult) -> Tensor:
         """One task's terms and logs into `result`; returns its weighted total (scalar)."""
@@ -206,6 +215,9 @@ class Criterion(nn.Module):
             "bbox": l1_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
             "giou": giou_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
         }
+        if self.mask_loss is not None and task.predictions.masks is not None:  # mask head: mask, dice
+            mask_terms = self.mask_loss(task.predictions.masks, pairs, flat_target, task.targets)
+            losses.update({term: value / normalizer for term, value in mask_terms.items()})
         weights = self.weights[task.stream]
         total = torch.zeros((), device=device)
         for term, value in losses.items():

@@ -18,6 +18,7 @@ from msdetr.modeling.decoder import DeformableDecoder
 from msdetr.modeling.decoder_layers import DecoderLayer, MixedSupervisionDecoderLayer
 from msdetr.modeling.encoder import DeformableEncoder
 from msdetr.modeling.heads import PredictionHeads
+from msdetr.modeling.mask_head import MaskHead
 from msdetr.modeling.neck import InputProjection
 from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE, DetectorOutput, StreamPredictions
 from msdetr.modeling.position import SinePositionEmbedding
@@ -64,6 +65,10 @@ class DeformableDETR(nn.Module):
         self.heads = PredictionHeads(d, cfg.num_classes, cfg.dec_layers, refine=cfg.with_box_refine,
                                      two_stage=cfg.two_stage, one_to_many=ms.enabled,
                                      share_class=ms.share_class_head, share_box=ms.share_box_head)
+        # instance masks (Mask-Deformable-DETR); None for box-only detectors
+        # (on the first feature level the neck keeps: its stride is that backbone level's)
+        level0_stride = self.backbone.strides[-self.neck.num_backbone_levels]
+        self.mask_head = MaskHead(d, cfg.mask_head.mask_dim, level0_stride) if cfg.mask_head.enabled else None
 
     def _init_transformer(self) -> None:
         for module in (self.encoder.layers, self.decoder, self.queries):
@@ -91,7 +96,8 @@ class DeformableDETR(nn.Module):
         targets:     training targets, for query groups built from them (denoising); optional
         returns:     DetectorOutput with `one_to_one` (and `one_to_many`) streams of
                      logits (L, B, Q, C) and boxes (L, B, Q, 4), one stream per extra query
-                     group (L, B, E, ...), and two-stage proposals
+                     group (L, B, E, ...), and two-stage proposals; with a mask head every
+                     stream also carries `masks` (`MaskPredictions`)
         """
         if all_streams is None:
             all_streams = self.training
@@ -131,9 +137,15 @@ class DeformableDETR(nn.Module):
                            tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None,
                            query_position=self.queries.position if isinstance(self.queries, AnchorQueries) else None)
         predictions, one_to_many = self.heads.predict_streams(dec)  # all layers, both streams at once
+        pixel_embed = None
+        if self.mask_head is not None:
+            pixel_embed = self.mask_head.pixel_embedding(memory, spatial_shapes)
+            predictions.masks = self.mask_head(dec.hidden, pixel_embed)
         streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
         if one_to_many is not None:
             # the one-to-many stream supervises the primary queries only
+            if pixel_embed is not None:
+                one_to_many.masks = self.mask_head(dec.hidden_o2m, pixel_embed)
             streams[ONE_TO_MANY] = _query_range(one_to_many, queries.slices[ONE_TO_ONE])
         if all_streams and self.cfg.dac.enabled:  # DAC-DETR: the primary queries without self-attention
             streams[DAC] = divide_and_conquer_branch(self.decoder, self.heads, init, memory, spatial_shapes,
@@ -172,7 +184,9 @@ def _query_range(predictions: StreamPredictions, part: slice) -> StreamPredictio
     """The predictions of queries `part` (dim 2 of (L, B, Q, ...)); the whole stream when it covers all."""
     if part.start == 0 and part.stop == predictions.logits.shape[2]:
         return predictions
-    return StreamPredictions(logits=predictions.logits[:, :, part], boxes=predictions.boxes[:, :, part])
+    masks = predictions.masks.queries(part) if predictions.masks is not None else None
+    return StreamPredictions(logits=predictions.logits[:, :, part], boxes=predictions.boxes[:, :, part],
+                             masks=masks)
 
 
 def _valid_ratio(mask: Tensor) -> Tensor:

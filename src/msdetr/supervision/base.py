@@ -14,7 +14,8 @@ code).
 An assigner may also offer ``assign_layers(logits, boxes, targets)`` taking all
 decoder layers of a stream at once ((L, B, Q, C) logits, (L, B, Q, 4) boxes) and
 returning one assignment per layer, identical to layer-by-layer calls; strategies
-use it when present, which saves most of the per-call overhead.
+use it when present, which saves most of the per-call overhead. An assigner with a
+``mask_cost`` (Hungarian, mask head) also takes ``masks=`` (`MaskPredictions` of the layers).
 
 A **supervision strategy** turns a `DetectorOutput` and the targets into a list
 of `SupervisionTask`: which predictions (stream, layer) are supervised, by which
@@ -35,7 +36,7 @@ from typing import Protocol
 
 from torch import Tensor
 
-from msdetr.modeling.outputs import DetectorOutput
+from msdetr.modeling.outputs import DetectorOutput, MaskPredictions
 
 # One (pred_idx, target_idx) pair of int64 tensors per image.
 Assignment = list[tuple[Tensor, Tensor]]
@@ -50,10 +51,12 @@ class LayerPredictions:
 
     logits: (B, Q, C) class logits (sigmoid classifier).
     boxes:  (B, Q, 4) normalized (cx, cy, w, h).
+    masks:  this layer's masks (query_embed (1, B, Q, M)) when the detector has a mask head, else None.
     """
 
     logits: Tensor
     boxes: Tensor
+    masks: MaskPredictions | None = None
 
 
 class StreamLayer(LayerPredictions):
@@ -80,6 +83,11 @@ class StreamLayer(LayerPredictions):
     @property
     def boxes(self) -> Tensor:
         return self._get()[1]
+
+    @property
+    def masks(self) -> MaskPredictions | None:
+        masks = getattr(self.stream, "masks", None)
+        return masks.layer(self.layer) if masks is not None else None
 
 
 class Assigner(Protocol):

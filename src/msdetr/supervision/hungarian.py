@@ -3,6 +3,7 @@
 The matching cost of query q and target t is
 
     w_class * focal_cost(p_q[label_t]) + w_bbox * |box_q - box_t|_1 - w_giou * GIoU(box_q, box_t)
+    [+ w_mask * BCE_points(mask_q, mask_t) + w_dice * dice_points(mask_q, mask_t)]   (mask head, optional)
 
 with focal_cost(p) = alpha (1-p)^gamma (-log(p + 1e-8)) - (1-alpha) p^gamma (-log(1 - p + 1e-8)),
 p the sigmoid class probability. The cost is built for the whole batch at once,
@@ -19,8 +20,10 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from msdetr.errors import MsdetrError
+from msdetr.modeling.outputs import MaskPredictions
 from msdetr.ops.boxes import pairwise_generalized_box_iou
 from msdetr.supervision.base import Assignment, LayerPredictions, Targets
+from msdetr.supervision.mask_cost import MaskMatchingCost
 from msdetr.supervision.precision import autocast_disabled
 from msdetr.supervision.targets import PaddedTargets, layers_per_chunk, pad_targets
 
@@ -40,6 +43,8 @@ class HungarianAssigner:
     cost_class, cost_bbox, cost_giou: weights of the three costs (official defaults 2 / 5 / 2).
     A zero `cost_class` skips the class term (the two-stage encoder matcher).
     focal_alpha, focal_gamma: of the class cost.
+    mask_cost: optional extra cost term on masks (`MaskMatchingCost`), used when the predictions
+        carry masks (mask head).
 
     Returns per image (pred_idx, target_idx) with min(Q, T) pairs, pred_idx
     increasing, on the predictions' device.
@@ -52,6 +57,7 @@ class HungarianAssigner:
         cost_giou: float = 2.0,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        mask_cost: MaskMatchingCost | None = None,
     ) -> None:
         if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
             raise MsdetrError(
@@ -62,6 +68,7 @@ class HungarianAssigner:
         self.cost_giou = cost_giou
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.mask_cost = mask_cost
 
     @torch.no_grad()
     def cost_matrix(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
@@ -81,12 +88,15 @@ class HungarianAssigner:
 
     def __call__(self, predictions: LayerPredictions, targets: Targets) -> Assignment:
         """One layer: logits (B, Q, C), boxes (B, Q, 4) -> per image (pred_idx, target_idx)."""
-        return self.assign_layers(predictions.logits[None], predictions.boxes[None], targets)[0]
+        return self.assign_layers(predictions.logits[None], predictions.boxes[None], targets,
+                                  masks=predictions.masks)[0]
 
     @torch.no_grad()
-    def assign_layers(self, logits: Tensor, boxes: Tensor, targets: Targets) -> list[Assignment]:
+    def assign_layers(self, logits: Tensor, boxes: Tensor, targets: Targets,
+                      masks: MaskPredictions | None = None) -> list[Assignment]:
         """All decoder layers at once: logits (L, B, Q, C), boxes (L, B, Q, 4) -> one assignment
-        per layer. The costs of all layers are built together and moved to the host once."""
+        per layer. The costs of all layers are built together and moved to the host once.
+        masks: the layers' masks (query_embed (L, B, Q, M)), for the optional mask cost."""
         num_layers, batch = logits.shape[:2]
         device = logits.device
         padded = pad_targets(targets, device)
@@ -102,7 +112,12 @@ class HungarianAssigner:
                 flat = LayerPredictions(
                     logits[start : start + chunk].flatten(0, 1), boxes[start : start + chunk].flatten(0, 1)
                 )
-            costs.append(self.cost_matrix(flat, padded.repeat(flat.logits.shape[0] // batch)))
+            cost = self.cost_matrix(flat, padded.repeat(flat.logits.shape[0] // batch))
+            if self.mask_cost is not None and masks is not None:  # mask head: + mask/dice cost
+                layer_masks = MaskPredictions(masks.query_embed[start : start + chunk], masks.pixel_embed,
+                                              masks.stride)
+                cost = cost + self.mask_cost(layer_masks, targets, padded.max_count).flatten(0, 1)
+            costs.append(cost)
         cost = (costs[0] if len(costs) == 1 else torch.cat(costs)).cpu().numpy()  # (L * B, Q, T), row l * B + b
         rows, cols = [], []
         for row in range(num_layers * batch):

@@ -8,7 +8,7 @@ from msdetr.supervision.base import Assigner, LayerPredictions, StreamLayer, Sup
 
 
 def layer_predictions(output: DetectorOutput, stream: str, layer: int) -> LayerPredictions:
-    """(B, Q, C) logits and (B, Q, 4) boxes of one decoder layer of a stream."""
+    """(B, Q, C) logits and (B, Q, 4) boxes (and masks, with a mask head) of one decoder layer of a stream."""
     return StreamLayer(output.streams[stream], layer)  # the views are made when used
 
 
@@ -38,7 +38,10 @@ class OneToOneSupervision:
         stream = output.streams[self.stream]
         assign_layers = getattr(self.assigner, "assign_layers", None)
         if assign_layers is not None:  # all layers in one pass (same result, less overhead)
-            assignments = assign_layers(stream.logits, stream.boxes, targets)
+            # mask head and an assigner with a mask cost: the masks go to the matching too
+            with_masks = stream.masks is not None and getattr(self.assigner, "mask_cost", None) is not None
+            extra = {"masks": stream.masks} if with_masks else {}
+            assignments = assign_layers(stream.logits, stream.boxes, targets, **extra)
         else:
             assignments = [
                 self.assigner(layer_predictions(output, self.stream, i), targets) for i in range(num_layers)
