@@ -194,3 +194,47 @@ def test_convergence_trains_both_variants_and_plots(tmp_path):
     )
     assert "start" not in again.stdout
     assert json.loads(out.read_text())["runs"] == result["runs"]
+
+
+def test_convergence_pretrained_protocol_trains_the_backbone_once_and_reuses_it(tmp_path):
+    """Phase 1 pre-trains once; phase 2 runs start from its backbone (frozen BatchNorm, backbone lr
+    0.1 x lr) on other data; the result records both phases."""
+    out = tmp_path / "conv.json"
+    data = [
+        "data.synthetic.train=4",
+        "data.synthetic.val=2",
+        "data.synthetic.size=64",
+        "data.transforms.train_min_sizes=[64]",
+        "data.transforms.train_max_size=64",
+        "data.transforms.eval_min_size=64",
+        "data.transforms.eval_max_size=64",
+        "data.num_workers=0",
+        "train.batch_size=2",
+        "train.epochs=1",
+        "train.schedule.warmup_steps=1",
+    ]
+    run_script(
+        "convergence.py",
+        ["--protocol", "pretrained", "--pretrain-epochs", "1", "--seeds", "0", "--threads", "1",
+         "--output", str(tmp_path / "runs"), "--json", str(out), *overrides(SMALL_MODEL + data)],
+        tmp_path,
+    )
+    result = json.loads(out.read_text())
+    info = result["pretrained"]
+    assert info["phase1_result"]["epochs"] and info["backbone"].endswith("pretrain/last.pt")
+    assert "data.synthetic.layout=standard" in info["phase1_overrides"]
+    assert "model.backbone.norm=frozen_bn" in info["phase2_overrides"]
+    backbone = "backbone.body.layer2.0.conv1.weight"
+    import torch
+
+    source = torch.load(tmp_path / "runs" / "pretrain" / "last.pt", map_location="cpu", weights_only=False)
+    for variant in ("baseline", "msdetr"):
+        run = tmp_path / "runs" / f"{variant}_seed0"
+        assert "init backbone from" in (run / "train.log").read_text()
+        config = (run / "config.yaml").read_text()
+        assert "layout: simple" in config and "frozen_bn" in config and "lr_backbone: 0.0001" in config
+        ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+        # trained on from the pre-trained backbone at a low lr: close to it, not equal to a fresh init
+        drift = (ckpt["model"][backbone] - source["model"][backbone]).abs().max().item()
+        assert 0 < drift < 0.05
+    assert set(result["summary"]) == {"baseline", "msdetr"}
