@@ -160,6 +160,7 @@ def train_one(args: argparse.Namespace) -> int:
         "train.progress=false",
         "train.vis_images=0",
         "train.eval_every=1",
+        "train.time_limit_minutes=null",  # every run the same steps, whatever the preset's time budget
         "train.device=" + args.device,
     ]
     if args.threads:
