@@ -17,13 +17,14 @@ curves): the seed mean as a line, min-max over seeds as a band.
         --output runs/bench_convergence --json docs/convergence_tiny.json --plots docs/img
 
 The pretrained-backbone protocol (`--protocol pretrained`), the paper's regime at a small
-scale: phase 1 trains the baseline detector once (`--pretrain-set`, default the `standard`
+scale: phase 1 trains the baseline detector once (`--pretrain-set`, default the `coloured`
 synthetic layout, data seed 100, `--pretrain-epochs` epochs) and keeps its `last.pt`; phase 2
 trains every variant from that backbone (`--init-backbone`) with a fresh neck, encoder,
 decoder and heads, frozen BatchNorm, stem and layer1 frozen and the official backbone /
 transformer learning-rate ratio (2e-5 / 2e-4 = 0.1), on data the backbone did not see
-(`--phase2-set`, default the `simple` layout with data seed 1), several seeds each, the
-same step budget:
+(`--phase2-set`, default the `simple` layout with data seed 1: the same shape classes in
+random colours, so the class must be told by its outline), several seeds each, the same step
+budget:
 
     python benchmarks/convergence.py --protocol pretrained --preset tiny --seeds 0,1,2 --threads 2 \\
         --output runs/bench_pretrained --json docs/convergence_pretrained.json --plots docs/img
@@ -102,7 +103,7 @@ DEFAULT_VARIANTS = ("baseline", "msdetr")
 # The pretrained-backbone protocol. Phase 1: the baseline on other data (layout and seed);
 # phase 2: what the paper's recipe does to an ImageNet backbone (frozen BatchNorm, stem and
 # layer1 frozen, backbone lr = 0.1 x transformer lr), on data the backbone did not see.
-PRETRAIN_SET = ["data.synthetic.layout=standard", "data.synthetic.seed=100"]
+PRETRAIN_SET = ["data.synthetic.layout=coloured", "data.synthetic.seed=100"]
 PHASE2_SET = ["data.synthetic.layout=simple", "data.synthetic.seed=1"]
 PRETRAINED_RECIPE = ["model.backbone.norm=frozen_bn", "model.backbone.freeze_at=layer1"]
 BACKBONE_LR_RATIO = 0.1  # official: lr_backbone 2e-5 for lr 2e-4

@@ -222,7 +222,7 @@ def test_convergence_pretrained_protocol_trains_the_backbone_once_and_reuses_it(
     result = json.loads(out.read_text())
     info = result["pretrained"]
     assert info["phase1_result"]["epochs"] and info["backbone"].endswith("pretrain/last.pt")
-    assert "data.synthetic.layout=standard" in info["phase1_overrides"]
+    assert "data.synthetic.layout=coloured" in info["phase1_overrides"]
     assert "model.backbone.norm=frozen_bn" in info["phase2_overrides"]
     backbone = "backbone.body.layer2.0.conv1.weight"
     import torch

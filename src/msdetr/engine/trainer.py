@@ -214,9 +214,9 @@ class Trainer:
             t.lr_scaling,
         )
         params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        steps = "set by the time budget" if self.budget is not None else str(self.total_steps)
+        steps = "the number of steps set by the time budget" if self.budget is not None else f"{self.total_steps} steps"
         self.log.info(
-            "model: %.2fM trainable parameters; %d steps per epoch, %s steps in all",
+            "model: %.2fM trainable parameters; %d steps per epoch, %s in all",
             params / 1e6,
             self.steps_per_epoch,
             steps,
