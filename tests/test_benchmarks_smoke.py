@@ -238,3 +238,25 @@ def test_convergence_pretrained_protocol_trains_the_backbone_once_and_reuses_it(
         drift = (ckpt["model"][backbone] - source["model"][backbone]).abs().max().item()
         assert 0 < drift < 0.05
     assert set(result["summary"]) == {"baseline", "msdetr"}
+
+
+def test_supervision_balance_reports_gradient_shares_and_positives(tmp_path):
+    out = tmp_path / "balance.json"
+    data = [
+        "data.synthetic.train=4",
+        "data.synthetic.val=2",
+        "data.synthetic.size=64",
+        "data.transforms.train_min_sizes=[64]",
+        "data.transforms.train_max_size=64",
+        "train.batch_size=2",
+    ]
+    args = ["--batches", "1", "--json", str(out), *overrides(SMALL_MODEL + data)]
+    run_script("supervision_balance.py", args, tmp_path)
+    result = json.loads(out.read_text())
+    grads = result["gradients"]
+    for key in ("norm_o2o", "norm_o2m", "norm_enc", "norm_total"):
+        assert grads[key]["mean"] > 0, key
+    assert -1 <= grads["cos_o2o_o2m"]["mean"] <= 1
+    assert math.isfinite(grads["o2o_step_ratio"]["mean"]) and grads["o2o_step_ratio"]["mean"] > 0
+    assert result["cap"] == 3 and result["k"] == 6  # int(0.25 * 12 queries); the paper's K
+    assert set(result["positives_per_object"]) == {"one_to_many.layer0", "one_to_many.layer1"}
