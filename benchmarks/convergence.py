@@ -15,6 +15,19 @@ curves): the seed mean as a line, min-max over seeds as a band.
 
     python benchmarks/convergence.py --preset tiny --seeds 0,1,2 --jobs 2 --threads 1 \\
         --output runs/bench_convergence --json docs/convergence_tiny.json --plots docs/img
+
+The pretrained-backbone protocol (`--protocol pretrained`), the paper's regime at a small
+scale: phase 1 trains the baseline detector once (`--pretrain-set`, default the `coloured`
+synthetic layout, data seed 100, `--pretrain-epochs` epochs) and keeps its `last.pt`; phase 2
+trains every variant from that backbone (`--init-backbone`) with a fresh neck, encoder,
+decoder and heads, frozen BatchNorm, stem and layer1 frozen and the official backbone /
+transformer learning-rate ratio (2e-5 / 2e-4 = 0.1), on data the backbone did not see
+(`--phase2-set`, default the `simple` layout with data seed 1: the same shape classes in
+random colours, so the class must be told by its outline), several seeds each, the same step
+budget:
+
+    python benchmarks/convergence.py --protocol pretrained --preset tiny --seeds 0,1,2 --threads 2 \\
+        --output runs/bench_pretrained --json docs/convergence_pretrained.json --plots docs/img
 """
 
 from __future__ import annotations
@@ -87,6 +100,15 @@ VARIANTS = [
 ]
 DEFAULT_VARIANTS = ("baseline", "msdetr")
 
+# The pretrained-backbone protocol. Phase 1: the baseline on other data (layout and seed);
+# phase 2: what the paper's recipe does to an ImageNet backbone (frozen BatchNorm, stem and
+# layer1 frozen, backbone lr = 0.1 x transformer lr), on data the backbone did not see.
+PRETRAIN_SET = ["data.synthetic.layout=coloured", "data.synthetic.seed=100"]
+PHASE2_SET = ["data.synthetic.layout=simple", "data.synthetic.seed=1"]
+PRETRAINED_RECIPE = ["model.backbone.norm=frozen_bn", "model.backbone.freeze_at=layer1"]
+BACKBONE_LR_RATIO = 0.1  # official: lr_backbone 2e-5 for lr 2e-4
+PRETRAIN_DIR = "pretrain"
+
 
 def final_layer_loss(terms: dict, weights: tuple[float, float, float]) -> float | None:
     """Weighted one-to-one loss of the last decoder layer from an epoch record's mean terms."""
@@ -139,15 +161,19 @@ def train_one(args: argparse.Namespace) -> int:
         "train.progress=false",
         "train.vis_images=0",
         "train.eval_every=1",
+        "train.time_limit_minutes=null",  # every run the same steps, whatever the preset's time budget
         "train.device=" + args.device,
     ]
     if args.threads:
         overrides.append(f"train.num_threads={args.threads}")
         torch.set_num_threads(args.threads)
     cfg = load_config(args.preset, overrides)
+    if args.backbone_lr_ratio is not None:  # the backbone's lr as a fixed ratio of the preset's lr
+        lr_backbone = args.backbone_lr_ratio * cfg.train.optimizer.lr
+        cfg = load_config(args.preset, [*overrides, f"train.optimizer.lr_backbone={lr_backbone}"])
     run_dir = Path(args.run_dir)
     start = time.time()
-    Trainer(cfg, run_dir, verbose=False).fit()
+    Trainer(cfg, run_dir, verbose=False, init_backbone=args.init_backbone).fit()
     wall = time.time() - start
     result = read_run(run_dir, variant.name, args.seed, args.loss_weights)
     result["wall_s"] = wall
@@ -189,6 +215,10 @@ def run_all(args: argparse.Namespace, variants: list[Variant], seeds: list[int])
             args.loss_weights,
         ]
         command += [f"--set={s}" for s in args.set]
+        if args.init_backbone:
+            command += ["--init-backbone", str(args.init_backbone)]
+        if args.backbone_lr_ratio is not None:
+            command += ["--backbone-lr-ratio", str(args.backbone_lr_ratio)]
         if args.threads:
             command += ["--threads", str(args.threads)]
         print(f"[convergence] start {variant.name} seed {seed}", flush=True)
@@ -203,6 +233,45 @@ def run_all(args: argparse.Namespace, variants: list[Variant], seeds: list[int])
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         return list(pool.map(run, jobs))
+
+
+def pretrain(args: argparse.Namespace) -> Path:
+    """Phase 1 of the pretrained protocol: the baseline trained once on the pre-training data;
+    returns its `last.pt` (reused when it exists)."""
+    run_dir = Path(args.output) / PRETRAIN_DIR
+    checkpoint = run_dir / "last.pt"
+    if (run_dir / RESULT_FILE).is_file() and checkpoint.is_file():
+        return checkpoint
+    if run_dir.exists():
+        for path in sorted(run_dir.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--preset",
+        args.preset,
+        "--run-one",
+        "--variant",
+        "baseline",
+        "--seed",
+        str(args.pretrain_seed),
+        "--run-dir",
+        str(run_dir),
+        "--device",
+        args.device,
+        "--loss-weights",
+        args.loss_weights,
+    ]
+    command += [f"--set={s}" for s in [*args.set_common, *args.pretrain_set, f"train.epochs={args.pretrain_epochs}"]]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    print(f"[convergence] phase 1: pre-training the backbone ({args.pretrain_epochs} epochs)", flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
+    if done.returncode != 0:
+        raise RuntimeError(f"phase 1 failed:\n{done.stderr[-3000:]}")
+    result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    print(f"[convergence] phase 1 done in {result['wall_s']:.0f} s", flush=True)
+    return checkpoint
 
 
 def aggregate(values: list[float]) -> dict[str, float]:
@@ -342,6 +411,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="train nothing: summarize the epochs the run folders hold so far (of a running benchmark)",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=["scratch", "pretrained"],
+        default="scratch",
+        help="scratch: every run trains the whole detector from random weights (default); pretrained: "
+        "phase 1 pre-trains a backbone once, phase 2 trains every variant from it (module doc)",
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=6, help="phase 1 epochs (pretrained protocol)")
+    parser.add_argument("--pretrain-seed", type=int, default=0, help="phase 1 training seed")
+    parser.add_argument(
+        "--pretrain-set", action="append", default=None, metavar="KEY=VALUE",
+        help=f"phase 1 overrides (default: {' '.join(PRETRAIN_SET)})",
+    )
+    parser.add_argument(
+        "--phase2-set", action="append", default=None, metavar="KEY=VALUE",
+        help=f"phase 2 data overrides (default: {' '.join(PHASE2_SET)})",
+    )
+    parser.add_argument(
+        "--init-backbone", default=None, metavar="CKPT",
+        help="start every run's backbone from CKPT (the pretrained protocol sets it to phase 1's last.pt)",
+    )
+    parser.add_argument("--backbone-lr-ratio", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--run-one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -358,6 +449,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     seeds = [int(s) for s in args.seeds.split(",")]
     start = time.time()
+    if args.protocol == "pretrained":
+        args.pretrain_set = args.pretrain_set if args.pretrain_set is not None else list(PRETRAIN_SET)
+        args.phase2_set = args.phase2_set if args.phase2_set is not None else list(PHASE2_SET)
+        args.set_common = list(args.set)
+        if not args.init_backbone:
+            args.init_backbone = str(pretrain(args).resolve())
+        args.set = [*args.set, *args.phase2_set, *PRETRAINED_RECIPE]
+        args.backbone_lr_ratio = BACKBONE_LR_RATIO
     runs = run_all(args, variants, seeds)
     summary = summarize(runs, variants)
     import torch
@@ -367,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command_line(),
         "machine": machine_description(torch.device(args.device if args.device != "auto" else "cpu")),
         "preset": args.preset,
+        "protocol": args.protocol,
         "overrides": args.set,
         "variants": {v.name: v.overrides for v in variants},
         "seeds": seeds,
@@ -375,6 +475,15 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "runs": runs,
     }
+    if args.protocol == "pretrained":
+        phase1 = Path(args.output) / PRETRAIN_DIR / RESULT_FILE
+        result["pretrained"] = {
+            "phase1_overrides": [*args.set_common, *args.pretrain_set, f"train.epochs={args.pretrain_epochs}"],
+            "phase1_result": json.loads(phase1.read_text(encoding="utf-8")) if phase1.is_file() else None,
+            "backbone": args.init_backbone,
+            "phase2_overrides": [*args.phase2_set, *PRETRAINED_RECIPE],
+            "backbone_lr_ratio": BACKBONE_LR_RATIO,
+        }
     print(render(summary))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

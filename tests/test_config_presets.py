@@ -57,3 +57,5 @@ def test_tiny_preset_is_cpu_sized():
     assert cfg.model.mixed_supervision.enabled and cfg.supervision.strategy == "mixed"
     assert cfg.data.root is None and cfg.data.synthetic.size <= 192
     assert load_config(None) == cfg  # the default config of `msdetr train`
+    assert cfg.train.time_limit_minutes is not None and cfg.train.time_limit_minutes <= 5  # the demo's budget
+    assert cfg.data.synthetic.layout == "coloured"

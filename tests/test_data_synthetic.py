@@ -115,3 +115,31 @@ def test_simple_layout_has_few_large_shapes_and_its_own_cache(tmp_path, monkeypa
     assert "simple layout" in description
     with pytest.raises(MsdetrError, match="unknown layout"):
         create_synthetic_dataset(tmp_path / "bad", train=1, val=1, size=48, layout="crowded")
+
+
+def test_coloured_layout_gives_each_class_its_own_hue_on_grey():
+    """`coloured`: a shape's pixels have its class's hue (60 degrees apart, +-8 jitter), the
+    background is grey; the shapes' number and sizes are those of `simple`."""
+    import colorsys
+
+    from msdetr.data.synthetic.scene import sample_scene
+
+    rng = np.random.default_rng(0)
+    background = np.full((128, 128, 3), 120, dtype=np.uint8)
+    seen = set()
+    for _ in range(40):
+        objects = sample_scene(rng, background, "coloured")
+        assert 1 <= len(objects) <= 4
+        for obj in objects:
+            hue = colorsys.rgb_to_hsv(*(c / 255 for c in obj.color))[0] * 360
+            expected = obj.category * 60.0
+            assert min(abs(hue - expected), 360 - abs(hue - expected)) <= 9.0, (obj.category, hue)
+            seen.add(obj.category)
+    assert seen == set(range(len(CATEGORIES)))
+    pixels, anns = render_image(seed=0, split="val", index=1, size=96, layout="coloured")
+    covered = np.zeros(pixels.shape[:2], dtype=bool)
+    for ann in anns:
+        x0, y0, w, h = ann["bbox"]
+        covered[int(y0) : int(y0 + h) + 2, int(x0) : int(x0 + w) + 2] = True
+    background = pixels[~covered].astype(int)
+    assert background.size and (background.max(axis=1) - background.min(axis=1)).max() <= 1  # grey

@@ -111,7 +111,7 @@ def train_squares(work: Path, size: int = 48, epochs: int = 19, batch_size: int 
         f"train.epochs={epochs}", "train.num_threads=1", "train.eval_every=0",
         "train.schedule.warmup_steps=10", "train.optimizer.lr=0.001", "train.optimizer.lr_backbone=0.001",
         "train.progress=false", "train.vis_images=0", "train.num_workers=0", "train.device=cpu",
-        "train.seed=0", *overrides,
+        "train.seed=0", "train.time_limit_minutes=null", *overrides,
     ])
     threads = torch.get_num_threads()
     try:

@@ -37,9 +37,10 @@ def register(subparsers) -> None:
     synth.add_argument("--val", type=_positive, default=200, metavar="M", help="validation images (200)")
     synth.add_argument("--size", type=int, default=256, metavar="S", help="longer image side in pixels (256)")
     synth.add_argument("--seed", type=int, default=0, metavar="K", help="random seed (0)")
-    synth.add_argument("--layout", choices=["standard", "simple"], default="standard",
+    synth.add_argument("--layout", choices=["standard", "simple", "coloured"], default="standard",
                        help="standard: 1-12 shapes of 4-45%% of the shorter side, some empty or crowded images; "
-                            "simple: 1-4 shapes of 10-40%% (the CPU demo's data)")
+                            "simple: 1-4 shapes of 10-40%%; coloured: as simple, one colour per class on grey "
+                            "(the CPU demo's data)")
     synth.set_defaults(func=run_synth)
 
     check = actions.add_parser(

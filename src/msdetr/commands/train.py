@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+import time
 from pathlib import Path
 
 from msdetr.config.loader import (
@@ -34,6 +35,7 @@ def _presets_epilog() -> str:
         "  torchrun --nproc_per_node 8 -m msdetr train --config msdetr_pp_r50_300",
         "  msdetr train --resume runs/tiny                # continue an interrupted run",
         "  msdetr train --config my.yaml --init-weights runs/tiny/best.pt",
+        "  msdetr train --init-backbone runs/tiny/best.pt --set model.backbone.norm=frozen_bn",
     ]
     return "\n".join(lines)
 
@@ -70,6 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "re-initialized when the number of classes differs",
     )
     p.add_argument(
+        "--init-backbone",
+        metavar="CKPT",
+        help="start the backbone from CKPT (one of our checkpoints, an official one, or a torchvision "
+        "ResNet state dict); encoder, decoder and heads start fresh. Pair with frozen BatchNorm and a "
+        "lower backbone lr, e.g. --set model.backbone.norm=frozen_bn --set train.optimizer.lr_backbone=1e-4",
+    )
+    p.add_argument(
         "--output",
         metavar="DIR",
         help="run folder (default: runs/<config name>; an existing run is never overwritten, a suffix is added)",
@@ -81,6 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from msdetr.engine import distributed
+    from msdetr.engine.time_budget import process_start_time
     from msdetr.engine.trainer import Trainer
 
     overrides = list(args.overrides)
@@ -94,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.init_weights:
             raise MsdetrError("--resume and --init-weights exclude each other; --resume already restores weights")
+        if args.init_backbone:
+            raise MsdetrError("--resume and --init-backbone exclude each other; --resume already restores weights")
         path = resolve_resume_path(args.resume)
         resume = load_training_checkpoint(path)
         merged = resume["run_config"]
@@ -107,12 +119,21 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         run_dir = new_run_dir(args.output, cfg.name)
     try:
-        result = Trainer(cfg, run_dir, resume=resume, init_weights=args.init_weights, verbose=not args.quiet).fit()
+        result = Trainer(
+            cfg,
+            run_dir,
+            resume=resume,
+            init_weights=args.init_weights,
+            init_backbone=args.init_backbone,
+            verbose=not args.quiet,
+            started_at=process_start_time(),
+        ).fit()
     finally:
         distributed.shutdown()
     if result.is_main and result.metrics:
         print(
             f"bbox mAP {result.metrics['bbox_mAP']:.4f}, mAP@0.5 {result.metrics['bbox_mAP_50']:.4f} after "
-            f"{result.steps} steps in {result.wall_s:.0f} s; run folder: {result.run_dir}"
+            f"{result.steps} steps in {result.wall_s:.0f} s ({time.time() - process_start_time():.0f} s since "
+            f"the process started); run folder: {result.run_dir}"
         )
     return 0

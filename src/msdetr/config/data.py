@@ -84,7 +84,8 @@ class SyntheticConfig:
     directory: where it is generated once and cached; None means
     `$MSDETR_CACHE/synthetic-...` (default cache `~/.cache/msdetr`).
     layout: "standard" (1-12 shapes of 4-45% of the shorter side, some empty and some
-    crowded images) or "simple" (1-4 shapes of 10-40%, for the 5-minute CPU demo).
+    crowded images), "simple" (1-4 shapes of 10-40%) or "coloured" (as "simple", one colour
+    per class on grey backgrounds: the 5-minute CPU demo's data).
     """
 
     train: int = 1000
@@ -92,7 +93,7 @@ class SyntheticConfig:
     size: int = 256
     seed: int = 0
     directory: str | None = None
-    layout: Literal["standard", "simple"] = "standard"
+    layout: Literal["standard", "simple", "coloured"] = "standard"
 
 
 @dataclass

@@ -238,6 +238,12 @@ def validate_config(cfg: Config, where: str = "config") -> None:
         (0 < t.ema.decay < 1, "train.ema.decay", t.ema.decay, "in (0, 1)"),
         (t.ema.warmup_steps >= 0, "train.ema.warmup_steps", t.ema.warmup_steps, ">= 0"),
         (t.max_steps is None or t.max_steps >= 1, "train.max_steps", t.max_steps, ">= 1 or null"),
+        (
+            t.time_limit_minutes is None or t.time_limit_minutes > 0,
+            "train.time_limit_minutes",
+            t.time_limit_minutes,
+            "> 0 or null",
+        ),
         (t.checkpoint_every_steps >= 0, "train.checkpoint_every_steps", t.checkpoint_every_steps, ">= 0"),
         (t.eval_every >= 0, "train.eval_every", t.eval_every, ">= 0"),
         (t.log_every >= 1, "train.log_every", t.log_every, ">= 1"),

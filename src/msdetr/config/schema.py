@@ -86,6 +86,11 @@ class TrainConfig:
     device: "auto" (cuda when available, else mps, else cpu), "cpu", "cuda", "cuda:1", "mps".
     num_threads: CPU threads for torch (None: torch's default).
     max_steps: stop after this many optimizer steps (None: run all epochs).
+    time_limit_minutes: a wall-time budget for the whole run, counted from the process start
+        (data generation and the final evaluation included; None: no budget). After a few warm-up
+        steps the measured time per step sets the number of optimizer steps (`epochs` is then
+        ignored; `max_steps` still caps it) so that the learning-rate schedule completes and the
+        evaluations due still fit; the plan is revised as training goes (`engine/time_budget.py`).
     checkpoint_every_steps: also write `last.pt` every N optimizer steps inside an epoch, so a crash
         loses at most N steps (0: only at the end of each epoch). `--resume` continues from the
         exact batch.
@@ -114,6 +119,7 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int | None = None
     max_steps: int | None = None
+    time_limit_minutes: float | None = None
     checkpoint_every_steps: int = 1000
     eval_every: int = 1
     log_every: int = 20

@@ -35,6 +35,7 @@ from msdetr.engine.curves import save_curves
 from msdetr.engine.data_setup import build_train_loader, build_val_loader, pin_memory_for, prepare_datasets
 from msdetr.engine.device import resolve_device
 from msdetr.engine.ema import ModelEma
+from msdetr.engine.init_backbone import init_backbone_from_checkpoint
 from msdetr.engine.init_weights import init_from_checkpoint
 from msdetr.engine.metrics_log import MetricsLog, truncate_after
 from msdetr.engine.nonfinite import NonFiniteGuard
@@ -44,6 +45,7 @@ from msdetr.engine.run_dir import setup_logger
 from msdetr.engine.schedule import LrSchedule
 from msdetr.engine.seeding import rng_state, seed_everything, set_deterministic, set_rng_state
 from msdetr.engine.step import StepResult, train_step
+from msdetr.engine.time_budget import FINISH_RESERVE_S, EvalCounter, TimeBudget
 from msdetr.engine.visualize import draw_validation_predictions
 from msdetr.errors import MsdetrError
 from msdetr.evaluation.coco_eval import CocoEvaluator, CocoMetrics
@@ -75,7 +77,11 @@ class Trainer:
     resume: a `last.pt` checkpoint dict (see `msdetr.engine.checkpoint`) to continue from;
         `cfg` must be its config (possibly with changed training settings).
     init_weights: a checkpoint file (ours or official) to start the weights from.
+    init_backbone: a checkpoint (ours, official, or a torchvision ResNet state dict) whose backbone
+        weights replace the model's (after `init_weights`); the rest keeps its initialization.
     callbacks: called after every optimizer step with (trainer, StepResult).
+    started_at: `time.time()` at which the run's time budget (`train.time_limit_minutes`) starts
+        counting (the CLI passes the process start); None: when `fit()` is called.
     """
 
     def __init__(
@@ -84,15 +90,21 @@ class Trainer:
         run_dir: str | Path,
         resume: dict[str, Any] | None = None,
         init_weights: str | Path | None = None,
+        init_backbone: str | Path | None = None,
         callbacks: Sequence[StepCallback] = (),
         verbose: bool = True,
+        started_at: float | None = None,
     ):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume_state = resume
         self.init_weights = init_weights
+        self.init_backbone = init_backbone
         self.callbacks = list(callbacks)
         self.verbose = verbose
+        self.started_at = started_at
+        self.budget: TimeBudget | None = None
+        self._budget_logged = False
         self.epoch = 0
         self.step = 0
         self.samples_in_epoch = 0
@@ -144,16 +156,27 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * t.epochs
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
+        schedule_steps = self.steps_per_epoch * t.epochs
+        if t.time_limit_minutes is not None:  # the number of steps follows from the time per step
+            planned = (self.resume_state or {}).get("train_state", {}).get("time_budget_steps")
+            if planned is not None:  # a resumed budgeted run finishes the schedule it planned
+                self.total_steps = schedule_steps = int(planned)
+            else:
+                self.budget = TimeBudget(t.time_limit_minutes * 60.0, self._fit_start)
+                self.total_steps = t.max_steps if t.max_steps is not None else 10**9
 
         self.model = build_model(cfg.model)
         if self.init_weights is not None and self.resume_state is None:
             report = init_from_checkpoint(self.model, self.init_weights)
             self.log.info("init weights from %s: %s", self.init_weights, report.summary())
+        if self.init_backbone is not None and self.resume_state is None:
+            report = init_backbone_from_checkpoint(self.model, self.init_backbone)
+            self.log.info("init backbone from %s: %s", self.init_backbone, report.summary())
         self.model.to(self.device)
         self.criterion = build_criterion(cfg.supervision, cfg.model.num_classes,
                                          with_masks=cfg.model.mask_head.enabled)
         self.optimizer = build_optimizer(self.model, t, self.dist.world_size)
-        self.schedule = LrSchedule(self.optimizer, t.schedule, self.steps_per_epoch, self.steps_per_epoch * t.epochs)
+        self.schedule = LrSchedule(self.optimizer, t.schedule, self.steps_per_epoch, schedule_steps)
         self.scaler = make_scaler(t.amp, self.device)
         self.ema = ModelEma(self.model, t.ema.decay, t.ema.warmup_steps) if t.ema.enabled else None
         self.guard = NonFiniteGuard(t.max_nonfinite_steps)
@@ -198,11 +221,12 @@ class Trainer:
             t.lr_scaling,
         )
         params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        steps = "the number of steps set by the time budget" if self.budget is not None else f"{self.total_steps} steps"
         self.log.info(
-            "model: %.2fM trainable parameters; %d steps per epoch, %d steps in all",
+            "model: %.2fM trainable parameters; %d steps per epoch, %s in all",
             params / 1e6,
             self.steps_per_epoch,
-            self.total_steps,
+            steps,
         )
         if self.resume_state is not None:
             self.log.info("resumed at epoch %d, step %d", self.epoch + 1, self.step)
@@ -225,6 +249,8 @@ class Trainer:
             "best_map": self.best_map,
             "world_size": self.dist.world_size,
         }
+        if self.cfg.train.time_limit_minutes is not None:
+            state["time_budget_steps"] = self.schedule.total_steps
         if self.ema is not None:
             state["ema_updates"] = self.ema.updates
             state["raw_model"] = self.model.state_dict()
@@ -279,6 +305,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
         start = time.time()
+        self._fit_start = self.started_at if self.started_at is not None else start
         self._setup()
         t = self.cfg.train
         try:
@@ -288,7 +315,10 @@ class Trainer:
                 finished = self.step >= self.total_steps
                 due = epoch_done and t.eval_every > 0 and self.epoch % t.eval_every == 0
                 if finished or due:
+                    tic = time.time()
                     self._evaluate_and_keep_best()
+                    if self.budget is not None:
+                        self.budget.note_eval(time.time() - tic)
                 self.save()
             self._finish()
         finally:
@@ -311,7 +341,6 @@ class Trainer:
         skip = self.samples_in_epoch // per_batch
         self.train_loader.batch_sampler.set_epoch(epoch, skip)
         done_in_epoch = skip // t.accumulate_steps
-        steps_left = min(self.steps_per_epoch - done_in_epoch, self.total_steps - self.step)
         self.model.train()
         progress = EpochProgress(
             self.steps_per_epoch,
@@ -358,17 +387,52 @@ class Trainer:
                 window, tic = [], time.time()
             for callback in self.callbacks:
                 callback(self, result)
-            steps_left -= 1
+            if self.budget is not None:
+                self._follow_time_budget()
             if self.step % self.steps_per_epoch == 0:  # epoch complete
                 self.epoch += 1
                 self.samples_in_epoch = 0
-            if steps_left <= 0:
+            if self.samples_in_epoch == 0 or self.step >= self.total_steps:
                 break
             if t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0:
                 self.save()
         progress.close()
         terms = distributed.mean_over_ranks({k: v / max(term_count, 1) for k, v in term_sums.items()}, self.device)
         self.metrics.write("epoch", self.step, epoch, {"skipped_steps": self.guard.total, **terms})
+
+    def _follow_time_budget(self) -> None:
+        """Set (after warm-up) and revise the number of steps from the measured step time, so
+        that the run ends inside `train.time_limit_minutes`; the schedule follows the total."""
+        assert self.budget is not None
+        t = self.cfg.train
+        now = time.time()
+        counter = EvalCounter(self.step, self.steps_per_epoch, t.eval_every)
+        plan = self.budget.after_step(self.step, now, len(self.val_loader), counter)
+        if plan is not None:
+            first = not self._budget_logged
+            total = plan.total_steps if t.max_steps is None else min(plan.total_steps, t.max_steps)
+            total = distributed.broadcast_from_main(total)  # every rank plans at the same steps
+            self.total_steps = max(total, self.step)
+            self.schedule.total_steps = max(self.total_steps, 1)
+            if first:
+                self.log.info(
+                    "time budget %.1f min: %.2f s per step after %d steps, %.0f s left -> %d steps in all "
+                    "(%d evaluation(s) of about %.1f s)",
+                    t.time_limit_minutes,
+                    plan.step_s,
+                    self.step,
+                    plan.seconds_left,
+                    self.total_steps,
+                    plan.evals_left,
+                    plan.eval_s,
+                )
+                self._budget_logged = True
+        elif self.budget.plan is not None and not self.dist.enabled:  # between plans, single process only
+            step_s = max(self.budget.step_time(self.step, now) or 0.0, self.budget.plan.step_s)
+            reserve = self.budget.plan.eval_s * self.budget.plan.evals_left + FINISH_RESERVE_S
+            if self.budget.time_left(now) - reserve < step_s and self.total_steps > self.step:
+                self.log.warning("time budget: stopping at step %d to leave time for the evaluation", self.step)
+                self.total_steps = self.step
 
     def _log_train(
         self, epoch: int, window: list[float], lr: float, factor: float, result: StepResult, seconds: float

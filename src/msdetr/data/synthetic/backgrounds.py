@@ -25,6 +25,14 @@ def _soft(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
 
 
+def _grey(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A gentle grey gradient: one grey level in 70-180 varied by up to +-25 over 2-3 cells."""
+    cells = rng.integers(2, 4, size=2)
+    level = rng.uniform(70, 180) + rng.uniform(-25, 25, size=(cells[0], cells[1], 1))
+    small = np.clip(np.repeat(level, 3, axis=2), 0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
+
+
 def _mix(rng: np.random.Generator, weight: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 blend of two random colours by `weight` (H, W) in [0, 1]
     (through a 256-entry colour table, much faster than blending in float)."""
@@ -60,10 +68,14 @@ def _grain(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 BACKGROUNDS = (_blobs, _stripes, _checker, _grain)
 
 
-def random_background(rng: np.random.Generator, height: int, width: int, plain: bool = False) -> np.ndarray:
+def random_background(
+    rng: np.random.Generator, height: int, width: int, plain: bool = False, grey: bool = False
+) -> np.ndarray:
     """(height, width, 3) uint8: one of smooth colour blobs, stripes, a low-contrast
     checkerboard or grainy flat colour, with 0-5 thin distractor lines on top;
-    `plain`: a gentle colour gradient only, no lines."""
+    `plain`: a gentle colour gradient only, no lines; `grey`: a gentle grey gradient."""
+    if grey:
+        return _grey(rng, height, width)
     if plain:
         return _soft(rng, height, width)
     kind = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]

@@ -48,7 +48,7 @@ def render_image(seed: int, split: str, index: int, size: int, layout: str = "st
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     height, width = _image_size(rng, size)
     params = LAYOUTS[layout]
-    background = random_background(rng, height, width, plain=params.plain_background)
+    background = random_background(rng, height, width, plain=params.plain_background, grey=params.class_colours)
     objects = sample_scene(rng, background, layout)
     canvas = Image.fromarray(background)
     draw = ImageDraw.Draw(canvas)
