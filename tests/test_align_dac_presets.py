@@ -14,8 +14,8 @@ from test_train_support import tiny_run_config
 
 PRESETS = {
     # name: streams whose terms must appear
-    "align_dino_r50_900": {"one_to_one", "encoder"},
-    "msdetr_align_dino_r50_900": {"one_to_one", "one_to_many", "encoder"},
+    "align_dino_r50_900": {"one_to_one", "denoising", "encoder"},
+    "msdetr_align_dino_r50_900": {"one_to_one", "one_to_many", "denoising", "encoder"},
     "dac_ddetr_pp_r50_300": {"one_to_one", "dac", "encoder"},
     "msdetr_dac_ddetr_pp_r50_300": {"one_to_one", "one_to_many", "dac", "encoder"},
 }
@@ -35,7 +35,8 @@ def shrunken(name: str, data_dir):
     backbone = replace(small.model.backbone, freeze_at="all")  # the methods live in the transformer
     model = replace(small.model, num_queries=12, backbone=backbone, padding_invariant=False,
                     mixed_supervision=preset.model.mixed_supervision,
-                    dac=preset.model.dac, mixed_selection=preset.model.mixed_selection,
+                    dac=preset.model.dac, denoising=preset.model.denoising,
+                    mixed_selection=preset.model.mixed_selection,
                     look_forward_twice=preset.model.look_forward_twice, two_stage=preset.model.two_stage,
                     with_box_refine=preset.model.with_box_refine)
     return replace(small, name=name, model=model, supervision=preset.supervision)

@@ -97,11 +97,11 @@ def _layout(predictions) -> tuple:
 
 
 def group_tasks(tasks: list[SupervisionTask]) -> list[list[int]]:
-    """Indices of `tasks` grouped by (targets list, prediction shapes, dtype, device), first
-    appearance order; within a group, task order is kept."""
+    """Indices of `tasks` grouped by (targets list, prediction shapes, dtype, device, normalizer
+    scale), first appearance order; within a group, task order is kept."""
     groups: dict[tuple, list[int]] = {}
     for index, task in enumerate(tasks):
-        key = (id(task.targets), *_layout(task.predictions))
+        key = (id(task.targets), *_layout(task.predictions), task.normalizer_scale)
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 

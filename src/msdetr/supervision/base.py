@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 from msdetr.modeling.outputs import DetectorOutput, MaskPredictions
@@ -69,12 +70,15 @@ class StreamLayer(LayerPredictions):
     def __init__(self, stream, layer: int) -> None:  # stream: modeling.outputs.StreamPredictions
         self.stream = stream
         self.layer = layer
-        self._views: tuple[Tensor, Tensor] | None = None
+        self._views: dict[bool, tuple[Tensor, Tensor]] = {}
 
     def _get(self) -> tuple[Tensor, Tensor]:
-        if self._views is None:
-            self._views = (self.stream.logits[self.layer], self.stream.boxes[self.layer])
-        return self._views
+        # one cache per grad mode: views made under no_grad (by an assigner) carry no gradient
+        grad = torch.is_grad_enabled()
+        views = self._views.get(grad)
+        if views is None:
+            views = self._views[grad] = (self.stream.logits[self.layer], self.stream.boxes[self.layer])
+        return views
 
     @property
     def logits(self) -> Tensor:
