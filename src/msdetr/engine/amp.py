@@ -6,13 +6,10 @@ in float32 (see `msdetr.supervision.precision` and `msdetr.ops.ms_deform_attn`).
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
+from msdetr.autocast import autocast  # noqa: F401  (the forward's autocast region)
 from msdetr.errors import MsdetrError
-
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_amp(amp: str, device: torch.device) -> None:
@@ -23,13 +20,6 @@ def check_amp(amp: str, device: torch.device) -> None:
         raise MsdetrError("train.amp: this GPU has no bfloat16 support; use train.amp=fp16")
     if device.type == "mps" and amp == "bf16":
         raise MsdetrError("train.amp: bf16 autocast is not supported on mps; use fp16 or none")
-
-
-def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast to bf16/fp16 for `amp`, a no-op context for "none"."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[amp])
 
 
 def make_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from msdetr.collectives import broadcast_from_main, gather_to_main, is_initialized  # noqa: F401
 from msdetr.errors import MsdetrError
 
 
@@ -32,10 +32,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def is_initialized() -> bool:
-    return dist.is_available() and dist.is_initialized()
 
 
 def current() -> DistInfo:
@@ -94,21 +90,3 @@ def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str,
     dist.all_reduce(packed)
     packed /= dist.get_world_size()
     return dict(zip(keys, packed.tolist()))
-
-
-def gather_to_main(obj: Any) -> list[Any] | None:
-    """Pickle-gather `obj` from every rank; the list on rank 0, None elsewhere."""
-    if not is_initialized():
-        return [obj]
-    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(obj, out, dst=0)
-    return out
-
-
-def broadcast_from_main(obj: Any) -> Any:
-    """Rank 0's `obj` on every rank."""
-    if not is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

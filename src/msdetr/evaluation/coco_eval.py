@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from faster_coco_eval import COCO, COCOeval_faster
 
-from msdetr.engine import distributed
+from msdetr import collectives
 from msdetr.evaluation.postprocess import Detections
 from msdetr.evaluation.segm import has_masks, segm_records
 
@@ -137,7 +137,7 @@ class CocoEvaluator:
         """Gather from all ranks and evaluate; the metrics on rank 0, None on other ranks."""
         local = (np.concatenate(self._rows) if self._rows else np.zeros((0, 7)), sorted(self._image_ids),
                  self._segm if self._with_masks else None)
-        gathered = distributed.gather_to_main(local)
+        gathered = collectives.gather_to_main(local)
         if gathered is None:
             return None
         rows_by_image: dict[int, np.ndarray] = {}

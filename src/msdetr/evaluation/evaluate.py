@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from msdetr.engine import distributed
-from msdetr.engine.amp import autocast
+from msdetr import collectives
+from msdetr.autocast import autocast
 from msdetr.evaluation.coco_eval import CocoEvaluator, CocoMetrics
 from msdetr.evaluation.postprocess import Detections, postprocess
 
@@ -64,4 +64,4 @@ def evaluate(
     """COCO metrics of `model` on `loader` (all ranks together); the same metrics on every rank."""
     predict_batches(model, loader, device, amp, topk, nms_iou, on_batch=evaluator.add)
     metrics = evaluator.compute()
-    return distributed.broadcast_from_main(metrics)
+    return collectives.broadcast_from_main(metrics)

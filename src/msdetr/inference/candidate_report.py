@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_convert
 
-from msdetr.api import Detector
 from msdetr.data.coco_json import load_coco_json
 from msdetr.data.image_io import ImageReadError, load_rgb
 from msdetr.data.layout import SplitSource
 from msdetr.errors import MsdetrError
 from msdetr.inference.candidate_pictures import candidate_panel
 from msdetr.inference.candidates import CandidateSummary, mean_topk_iou, top_candidates
+from msdetr.inference.detector import Detector
 from msdetr.inference.drawing import save_image, side_by_side
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from msdetr.api import Detector
 from msdetr.data.image_io import ImageReadError, load_rgb
+from msdetr.inference.detector import Detector
 from msdetr.inference.drawing import draw_detections, save_image
 from msdetr.inference.results import detection_records, write_json
 

@@ -14,8 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from msdetr.api import ImageDetections
 from msdetr.evaluation.segm import encode_masks
+from msdetr.inference.detector import ImageDetections
 
 
 def detection_records(image_id: int, file_name: str, detections: ImageDetections) -> list[dict]:
