@@ -273,7 +273,7 @@ def stream_problems(cfg: Config) -> list[Problem]:
                 f"supervision.loss_weights.{stream} are all 0 but {key} turns the `{stream}` stream on: it "
                 "would cost training time and learn nothing; give it loss weights or turn it off"))
     if m.mask_head.enabled:
-        streams = [name for name, on in present.items() if on]
+        streams = [name for name, on in present.items() if on and name != "encoder"]  # proposals have no masks
         if all(weights[name].mask == 0 and weights[name].dice == 0 for name in streams):
             problems.append(Problem(
                 ("model.mask_head.enabled", "supervision.loss_weights"),

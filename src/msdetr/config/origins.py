@@ -39,7 +39,8 @@ class Origins:
             found = self._sources.get(".".join(parts[:end]))
             if found is not None:
                 return found
-        return None
+        inside = [found for k, found in self._sources.items() if k.startswith(key + ".")]
+        return max(inside, key=lambda f: f[1]) if inside else None  # a mapping: its latest sub-key
 
     def of(self, key: str) -> str:
         """The source that set `key` (the default source when nothing did)."""
