@@ -13,8 +13,8 @@ step or does nothing):
   model.dac.enabled                <-> supervision.dac.enabled
   an enabled extra stream (one_to_many, hybrid, group, denoising, dac, mask head) needs a
   non-zero loss weight; supervision.classification_loss.<stream> other than focal needs the stream.
-Denoising: `model.denoising.dn_number: 0` turns DINO's contrastive denoising off (as
-`use_dn: False` does in DINO, whose builder then passes dn_number 0); a negative value is an error.
+Denoising: `model.denoising.dn_number: 0` turns DINO's contrastive denoising off (what DINO's
+`use_dn: False` means; its released code, given dn_number 0, still trains one group); negative is an error.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def denoising_problems(cfg: Config) -> list[Problem]:
                                      ">= 1 for method 'dn' (to turn denoising off: model.denoising.method: none)"))
     if dn.method == "cdn" and dn.dn_number < 0:
         problems.append(out_of_range("model.denoising.dn_number", dn.dn_number,
-                                     ">= 0 (0 turns contrastive denoising off, as in DINO)"))
+                                     ">= 0 (0 turns contrastive denoising off)"))
     if not 0 <= dn.label_noise <= 1:
         problems.append(out_of_range("model.denoising.label_noise", dn.label_noise,
                                      "in [0, 1] (a probability: DN-DETR 0.2, DINO 0.5)"))

@@ -97,8 +97,8 @@ class DenoisingConfig:
     dn_number: "cdn": DINO's `dn_number` (100): 2 * dn_number // (2 * most objects in an image)
         groups, so about 2 * dn_number denoising queries (DINO's rule, odd corners included:
         2 * dn_number groups when 1 <= 2 * dn_number < 100, one group for an empty batch).
-        0 turns contrastive denoising off (DINO's `use_dn: False`, which builds with dn_number 0);
-        negative values are an error.
+        0 turns contrastive denoising off (what DINO's `use_dn: False` means; DINO's released code
+        then still trains one group, its `dn_number < 1 -> 1` corner); negative values are an error.
     label_noise: "dn": probability of replacing a label by a random class (DN-DETR 0.2);
         "cdn": DINO's `label_noise_ratio` (0.5), a label is replaced with probability half of it.
     box_noise: DN-DETR `box_noise_scale` (0.4: centre moved by up to 0.2 w/h, sides scaled by
