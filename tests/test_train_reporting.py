@@ -18,7 +18,7 @@ from msdetr.config.supervision import LossWeights
 from msdetr.engine import progress as progress_module
 from msdetr.engine import trainer as trainer_module
 from msdetr.engine.best_metric import resolve_best_metric
-from msdetr.engine.curves import loss_axis_top
+from msdetr.engine.curves import loss_axis_top, map_curves
 from msdetr.engine.metrics_log import read_metrics
 from msdetr.engine.progress import RunProgress
 from msdetr.engine.stream_losses import stream_losses
@@ -131,7 +131,13 @@ def test_mask_model_keeps_best_pt_by_segm_map(tmp_path, monkeypatch):
     final = (tmp_path / "run" / "metrics_final.txt").read_text().splitlines()
     assert final[0] == "segm_mAP: 0.3000" and "bbox_mAP: 0.2000" in final
     assert "best segm_mAP 0.3000" in (tmp_path / "run" / "train.log").read_text()
-    assert [r["epoch"] for r in read_metrics(tmp_path / "run", "eval")] == [1, 2]
+    evals = read_metrics(tmp_path / "run", "eval")
+    assert [r["epoch"] for r in evals] == [1, 2]
+    curves = map_curves(evals)  # map.png: the segm curves next to the bbox ones
+    assert curves["segm mAP@[.5:.95]"] == pytest.approx([0.1, 0.3])
+    assert curves["bbox mAP@[.5:.95]"] == pytest.approx([0.5, 0.2])
+    assert set(map_curves([{"bbox_mAP": 0.1, "bbox_mAP_50": 0.2}])) == {"bbox mAP@[.5:.95]", "bbox mAP@0.5"}
+    assert (tmp_path / "run" / "map.png").is_file()
 
 
 def test_best_metric_can_name_a_box_number(tmp_path, monkeypatch):

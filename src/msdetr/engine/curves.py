@@ -30,6 +30,17 @@ def loss_axis_top(totals: list[float]) -> float:
     return HEADROOM * max(tail)
 
 
+def map_curves(evals: list[dict]) -> dict[str, list[float]]:
+    """The curves of `map.png` by label: bbox mAP@[.5:.95] and mAP@0.5, and the segm ones when
+    the records have them (mask models); one value per `eval` record (nan where missing)."""
+    families = ["bbox"] + (["segm"] if any("segm_mAP" in r for r in evals) else [])
+    curves = {}
+    for family in families:
+        curves[f"{family} mAP@[.5:.95]"] = [r.get(f"{family}_mAP", float("nan")) for r in evals]
+        curves[f"{family} mAP@0.5"] = [r.get(f"{family}_mAP_50", float("nan")) for r in evals]
+    return curves
+
+
 def save_curves(run_dir: str | Path) -> list[Path]:
     """Write `loss.png` and `map.png` from `metrics.jsonl`; returns the files written."""
     import matplotlib
@@ -69,13 +80,9 @@ def save_curves(run_dir: str | Path) -> list[Path]:
     if evals:
         fig, ax = plt.subplots(figsize=(6, 4))
         epochs = [r["epoch"] for r in evals]
-        families = ["bbox"] + (["segm"] if any("segm_mAP" in r for r in evals) else [])
-        for family in families:
-            style = "-" if family == "bbox" else "--"
-            ax.plot(epochs, [r.get(f"{family}_mAP", float("nan")) for r in evals], "o" + style,
-                    label=f"{family} mAP@[.5:.95]")
-            ax.plot(epochs, [r.get(f"{family}_mAP_50", float("nan")) for r in evals], "s" + style,
-                    label=f"{family} mAP@0.5")
+        for label, values in map_curves(evals).items():
+            style = ("o" if "[" in label else "s") + ("--" if label.startswith("segm") else "-")
+            ax.plot(epochs, values, style, label=label)
         ax.set_ylim(0, 1)
         save(fig, ax, "epoch", "AP", "map.png")
     return written

@@ -54,8 +54,8 @@ class MetricsLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise MsdetrError(
-                    "train.tensorboard: the tensorboard package is not installed; "
-                    "`pip install tensorboard` or set train.tensorboard=false"
+                    "train.tensorboard: the tensorboard package is not installed; `pip install tensorboard` "
+                    "(the msdetr[tensorboard] extra) or set train.tensorboard=false"
                 ) from None
             self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
