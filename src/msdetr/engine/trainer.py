@@ -506,11 +506,12 @@ class Trainer:
         )
         self.metrics.write("train", self.step, epoch + 1, values)
         if not (t.progress and self.verbose):
+            planning = self.budget is not None and self.budget.plan is None  # no total before the first plan
             self.log.info(
-                "epoch %d step %d/%d loss %.4f lr %.2e",
+                "epoch %d step %d/%s loss %.4f lr %.2e",
                 epoch + 1,
                 self.step,
-                self.total_steps,
+                "?" if planning else self.total_steps,
                 values["loss"],
                 lr,
             )
