@@ -142,7 +142,7 @@ def read_run(run_dir: Path, variant: str, seed: int, loss_weights: str) -> dict:
     return {
         "variant": variant,
         "seed": seed,
-        "epochs": [{"epoch": e + 1, **values} for e, values in sorted(epochs.items())],
+        "epochs": [{"epoch": e, **values} for e, values in sorted(epochs.items())],  # 1-based in metrics.jsonl
     }
 
 

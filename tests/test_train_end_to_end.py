@@ -26,7 +26,7 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     train_records = read_metrics(run, "train")
     assert [r["step"] for r in train_records] == [1, 2, 3, 4]  # 2 epochs x 2 steps
     evals = read_metrics(run, "eval")
-    assert [r["epoch"] for r in evals] == [0, 1]
+    assert [r["epoch"] for r in evals] == [1, 2]  # 1-based
     assert all(len([k for k in r if k.startswith("bbox_")]) == 12 for r in evals)
     assert {k for k in evals[-1] if k.startswith("AP/")} == {
         f"AP/{n}" for n in ["circle", "square", "triangle", "star", "hexagon", "cross"]

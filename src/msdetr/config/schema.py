@@ -101,6 +101,11 @@ class TrainConfig:
         (`msdetr.engine.compile`); the first steps are slower while it compiles.
     compile_backend: the torch.compile backend: "inductor" (default; needs a C++ compiler on
         the CPU), "aot_eager" (no compiler), ...
+    tensorboard: also write every number of `metrics.jsonl` as a TensorBoard scalar into
+        `<run>/tensorboard` (needs the `tensorboard` extra; `engine/metrics_log.py`).
+    best_metric: the evaluation number that picks `best.pt` and heads the reports: "auto" (segm mAP
+        for a model with a mask head, else bbox mAP) or a COCO number such as "bbox_mAP_50" or
+        "segm_mAP" (`engine/best_metric.py`).
     """
 
     epochs: int = 12
@@ -130,6 +135,7 @@ class TrainConfig:
     vis_score_threshold: float = 0.3
     compile: bool = False
     compile_backend: str = "inductor"
+    best_metric: str = "auto"
 
 
 @dataclass

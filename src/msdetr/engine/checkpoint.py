@@ -7,8 +7,10 @@ Layout (all written atomically: temporary file, fsync, rename):
     metrics       the latest evaluation metrics (dict, may be empty)
     train_state   (only in `last.pt`) epoch, batch_in_epoch, step, optimizer, schedule,
                   scaler, ema, raw_model (weights being trained, when EMA is on), rng
-                  (one entry per rank), nonfinite, best_map, world_size
-`last.pt` can be resumed; `best.pt` (best bbox mAP) is a model file without training state.
+                  (one entry per rank), nonfinite, best_map (value of best_metric), best_metric,
+                  world_size
+`last.pt` can be resumed; `best.pt` (best `train.best_metric`: segm mAP for mask models, else bbox mAP)
+is a model file without training state.
 """
 
 from __future__ import annotations

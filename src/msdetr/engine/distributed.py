@@ -82,11 +82,17 @@ def all_true(flag: bool, device: torch.device) -> bool:
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Average a dict of floats (same keys on every rank) over ranks."""
-    if not is_initialized() or not values:
+    """Average a dict of floats over ranks. A key some rank lacks counts as 0 there (a loss
+    stream a rank had no task for, e.g. denoising on a batch without objects), so every rank
+    ends with the same keys and the collective never mismatches."""
+    if not is_initialized():
         return dict(values)
-    keys = sorted(values)
-    packed = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, sorted(values))
+    keys = sorted(set().union(*everyone))
+    if not keys:
+        return {}
+    packed = torch.tensor([float(values.get(k, 0.0)) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(packed)
     packed /= dist.get_world_size()
     return dict(zip(keys, packed.tolist()))

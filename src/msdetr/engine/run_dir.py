@@ -11,6 +11,20 @@ from msdetr.engine.checkpoint import LAST
 LOGGER_NAME = "msdetr.train"
 
 
+class _TqdmConsole(logging.StreamHandler):
+    """Console lines written through `tqdm.write`: an open progress bar is cleared and redrawn
+    below the line instead of being broken by it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:  # logging must not raise
+            self.handleError(record)
+
+
 def new_run_dir(requested: str | Path | None, name: str, base: str | Path = "runs") -> Path:
     """The folder for a new run.
 
@@ -31,7 +45,7 @@ def setup_logger(run_dir: Path | None, is_main: bool, verbose: bool = True) -> l
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
-    console = logging.StreamHandler(sys.stdout)
+    console = _TqdmConsole(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
     console.setLevel(logging.INFO if (is_main and verbose) else logging.WARNING)
     logger.addHandler(console)

@@ -1,11 +1,13 @@
 """The training loop: data, model, supervision, optimizer and schedule from one `Config`.
 
 `Trainer(cfg, ...).fit()` trains for `train.epochs` epochs (or `train.max_steps` optimizer
-steps), evaluates COCO box metrics after every `train.eval_every` epochs and at the end,
-and keeps `last.pt` (resumable) and `best.pt` (best bbox mAP) in the run folder, with the
-resolved `config.yaml`, `metrics.jsonl`, `train.log`, `loss.png`, `map.png` and a few
-validation images with predicted boxes in `predictions/`. Under `torchrun` it trains with
-DistributedDataParallel; only rank 0 writes.
+steps), evaluates COCO box (and mask) metrics after every `train.eval_every` epochs and at the
+end, and keeps `last.pt` (resumable) and `best.pt` (best `train.best_metric`: segm mAP for mask
+models, else bbox mAP) in the run folder, with the resolved `config.yaml`, `metrics.jsonl`
+(fields: `metrics_log`), `train.log`, `loss.png` (weighted loss per supervision stream),
+`map.png` and a few validation images with predicted boxes in `predictions/`. Under `torchrun`
+it trains with DistributedDataParallel; only rank 0 writes. Epochs are 1-based wherever they
+are shown or logged.
 
 Exact resumption: the state after every optimizer step is (weights, optimizer, scaler, EMA,
 step, samples seen in the epoch, every rank's RNG states); data order and augmentation depend
@@ -29,6 +31,7 @@ from msdetr.config.loader import save_config
 from msdetr.config.schema import Config
 from msdetr.engine import distributed
 from msdetr.engine.amp import check_amp, make_scaler
+from msdetr.engine.best_metric import metric_family, resolve_best_metric
 from msdetr.engine.checkpoint import BEST, LAST, save_checkpoint
 from msdetr.engine.compile import compile_criterion, compile_model
 from msdetr.engine.curves import save_curves
@@ -46,11 +49,12 @@ from msdetr.engine.init_weights import init_from_checkpoint
 from msdetr.engine.metrics_log import MetricsLog, truncate_after
 from msdetr.engine.nonfinite import NonFiniteGuard
 from msdetr.engine.optim import build_optimizer, lr_scale, total_batch_size
-from msdetr.engine.progress import EpochProgress
+from msdetr.engine.progress import EpochProgress, RunProgress
 from msdetr.engine.run_dir import setup_logger
 from msdetr.engine.schedule import LrSchedule
 from msdetr.engine.seeding import rng_state, seed_everything, set_deterministic, set_rng_state
 from msdetr.engine.step import StepResult, train_step
+from msdetr.engine.stream_losses import StreamWindow, stream_losses
 from msdetr.engine.time_budget import FINISH_RESERVE_S, EvalCounter, TimeBudget
 from msdetr.engine.visualize import draw_validation_predictions
 from msdetr.errors import MsdetrError
@@ -64,9 +68,10 @@ StepCallback = Callable[["Trainer", StepResult], None]
 
 @dataclass
 class TrainResult:
-    """Outcome of `Trainer.fit()`: final metrics (the last evaluation's record), best bbox mAP,
-    optimizer steps done, steps skipped for non-finite values, wall time in seconds, and whether
-    this process is rank 0."""
+    """Outcome of `Trainer.fit()`: final metrics (the last evaluation's record), the best value of
+    `best_metric` (the name `train.best_metric` resolved to: "segm_mAP" for mask models by default,
+    else "bbox_mAP"), optimizer steps done, steps skipped for non-finite values, wall time in
+    seconds, and whether this process is rank 0."""
 
     run_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +80,7 @@ class TrainResult:
     skipped_steps: int = 0
     wall_s: float = 0.0
     is_main: bool = True
+    best_metric: str = "bbox_mAP"
 
 
 class Trainer:
@@ -114,12 +120,15 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.samples_in_epoch = 0
-        self.best_map = -1.0
+        self.best_map = -1.0  # the best value of `self.best_metric` so far
+        self.best_metric = "bbox_mAP"
         self.last_metrics: dict[str, Any] = {}
+        self.run_progress: RunProgress | None = None
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg, t = self.cfg, self.cfg.train
+        self.best_metric = resolve_best_metric(cfg)  # train.best_metric checked before any work
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         self.device = resolve_device(t.device)
@@ -166,6 +175,8 @@ class Trainer:
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
         schedule_steps = self.steps_per_epoch * t.epochs
+        # planned in optimizer steps rather than epochs: one progress bar over the run's steps
+        self.planned_in_steps = t.time_limit_minutes is not None or self.total_steps < schedule_steps
         if t.time_limit_minutes is not None:  # the number of steps follows from the time per step
             planned = (self.resume_state or {}).get("train_state", {}).get("time_budget_steps")
             if planned is not None:  # a resumed budgeted run finishes the schedule it planned
@@ -256,6 +267,7 @@ class Trainer:
             "nonfinite": self.guard.state_dict(),
             "rng": rng,
             "best_map": self.best_map,
+            "best_metric": self.best_metric,
             "world_size": self.dist.world_size,
         }
         if self.cfg.train.time_limit_minutes is not None:
@@ -282,6 +294,11 @@ class Trainer:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.samples_in_epoch = int(state["samples_in_epoch"])
         self.best_map = float(state["best_map"])
+        saved_metric = state.get("best_metric", "bbox_mAP")
+        if saved_metric != self.best_metric:
+            self.log.info("best.pt: now chosen by %s (was %s); the next evaluation sets it", self.best_metric,
+                          saved_metric)
+            self.best_map = -1.0
         self.last_metrics = dict(ckpt.get("metrics") or {})
         rngs = state.get("rng") or []
         if int(state.get("world_size", 1)) == self.dist.world_size and self.dist.rank < len(rngs):
@@ -317,6 +334,10 @@ class Trainer:
         self._fit_start = self.started_at if self.started_at is not None else start
         self._setup()
         t = self.cfg.train
+        if self.planned_in_steps:
+            planned = None if self.budget is not None else self.total_steps  # a budget plans after warm-up
+            self.run_progress = RunProgress(planned, enabled=self.is_main and t.progress and self.verbose,
+                                            initial=self.step)
         try:
             while self.step < self.total_steps:
                 self._train_epoch()
@@ -329,8 +350,12 @@ class Trainer:
                     if self.budget is not None:
                         self.budget.note_eval(time.time() - tic)
                 self.save()
+            if self.run_progress is not None:
+                self.run_progress.close()
             self._finish()
         finally:
+            if self.run_progress is not None:
+                self.run_progress.close()
             if hasattr(self, "metrics"):
                 self.metrics.close()
         return TrainResult(
@@ -341,6 +366,7 @@ class Trainer:
             self.guard.total,
             time.time() - start,
             self.is_main,
+            self.best_metric,
         )
 
     def _train_epoch(self) -> None:
@@ -351,14 +377,18 @@ class Trainer:
         self.train_loader.batch_sampler.set_epoch(epoch, skip)
         done_in_epoch = skip // t.accumulate_steps
         self.model.train()
-        progress = EpochProgress(
-            self.steps_per_epoch,
-            epoch,
-            t.epochs,
-            enabled=self.is_main and t.progress and self.verbose,
-            initial=done_in_epoch,
-        )
-        window: list[float] = []
+        progress = None
+        if self.run_progress is None:
+            progress = EpochProgress(
+                self.steps_per_epoch,
+                epoch,
+                t.epochs,
+                enabled=self.is_main and t.progress and self.verbose,
+                initial=done_in_epoch,
+            )
+        weights = self.criterion.weights
+        window = StreamWindow()  # weighted loss and per-stream losses of the logging window
+        epoch_window = StreamWindow()
         term_sums: dict[str, float] = {}
         term_count = 0
         tic = time.time()
@@ -385,15 +415,20 @@ class Trainer:
             self.step += 1
             self.samples_in_epoch += per_batch * t.accumulate_steps
             if result.ok:
-                window.append(result.loss)
+                streams = stream_losses(result.terms, weights)  # host floats the step already has
+                window.add(result.loss, streams)
+                epoch_window.add(result.loss, streams)
                 for k, v in result.terms.items():
                     term_sums[k] = term_sums.get(k, 0.0) + v
                 term_count += 1
             lr = self.optimizer.param_groups[0]["lr"]
-            progress.update(result.loss, lr, self.guard.total)
+            if progress is not None:
+                progress.update(result.loss, lr, self.guard.total)
+            else:
+                self.run_progress.update(result.loss, lr, self.guard.total, epoch + 1)
             if self.step % t.log_every == 0:
                 self._log_train(epoch, window, lr, factor, result, time.time() - tic)
-                window, tic = [], time.time()
+                window, tic = StreamWindow(), time.time()
             for callback in self.callbacks:
                 callback(self, result)
             if self.budget is not None:
@@ -405,9 +440,11 @@ class Trainer:
                 break
             if t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0:
                 self.save()
-        progress.close()
-        terms = distributed.mean_over_ranks({k: v / max(term_count, 1) for k, v in term_sums.items()}, self.device)
-        self.metrics.write("epoch", self.step, epoch, {"skipped_steps": self.guard.total, **terms})
+        if progress is not None:
+            progress.close()
+        terms = {k: v / max(term_count, 1) for k, v in term_sums.items()}
+        values = distributed.mean_over_ranks({**epoch_window.means(), **terms}, self.device)
+        self.metrics.write("epoch", self.step, epoch + 1, {"skipped_steps": self.guard.total, **values})
 
     def _follow_time_budget(self) -> None:
         """Set (after warm-up) and revise the number of steps from the measured step time, so
@@ -421,8 +458,20 @@ class Trainer:
             first = not self._budget_logged
             total = plan.total_steps if t.max_steps is None else min(plan.total_steps, t.max_steps)
             total = distributed.broadcast_from_main(total)  # every rank plans at the same steps
+            previous = self.total_steps
             self.total_steps = max(total, self.step)
             self.schedule.total_steps = max(self.total_steps, 1)
+            if self.run_progress is not None:
+                self.run_progress.set_total(self.total_steps)
+            if not first and self._replan_is_news(previous, self.total_steps):
+                self.log.info(
+                    "time budget: re-planned at step %d to %d steps in all (was %d; %.2f s per step, %.0f s left)",
+                    self.step,
+                    self.total_steps,
+                    previous,
+                    plan.step_s,
+                    plan.seconds_left,
+                )
             if first:
                 self.log.info(
                     "time budget %.1f min: %.2f s per step after %d steps, %.0f s left -> %d steps in all "
@@ -442,13 +491,19 @@ class Trainer:
             if self.budget.time_left(now) - reserve < step_s and self.total_steps > self.step:
                 self.log.warning("time budget: stopping at step %d to leave time for the evaluation", self.step)
                 self.total_steps = self.step
+                if self.run_progress is not None:
+                    self.run_progress.set_total(self.total_steps)
+
+    @staticmethod
+    def _replan_is_news(previous: int, total: int) -> bool:
+        """A revised plan worth a log line: it moves the end by at least 1% of the run (1 step minimum)."""
+        return abs(total - previous) >= max(1, round(0.01 * previous))
 
     def _log_train(
-        self, epoch: int, window: list[float], lr: float, factor: float, result: StepResult, seconds: float
+        self, epoch: int, window: StreamWindow, lr: float, factor: float, result: StepResult, seconds: float
     ) -> None:
         t = self.cfg.train
-        values = {"loss": sum(window) / len(window) if window else float("nan")}
-        values = distributed.mean_over_ranks(values, self.device)
+        values = distributed.mean_over_ranks(window.means(), self.device)  # loss, loss.<stream>
         values.update(
             {
                 "lr": lr,
@@ -458,13 +513,14 @@ class Trainer:
                 "s_per_step": seconds / t.log_every,
             }
         )
-        self.metrics.write("train", self.step, epoch, values)
+        self.metrics.write("train", self.step, epoch + 1, values)
         if not (t.progress and self.verbose):
+            planning = self.budget is not None and self.budget.plan is None  # no total before the first plan
             self.log.info(
-                "epoch %d step %d/%d loss %.4f lr %.2e",
+                "epoch %d step %d/%s loss %.4f lr %.2e",
                 epoch + 1,
                 self.step,
-                self.total_steps,
+                "?" if planning else self.total_steps,
                 values["loss"],
                 lr,
             )
@@ -480,24 +536,31 @@ class Trainer:
             cfg.train.amp,
             cfg.eval.topk,
             cfg.eval.nms_iou,
+            progress=self.is_main and cfg.train.progress and self.verbose,
         )
         record = metrics.as_record()
         self.last_metrics = record
-        epoch = self.epoch - 1 if self.samples_in_epoch == 0 else self.epoch  # the epoch just trained
+        epoch = self.epoch if self.samples_in_epoch == 0 else self.epoch + 1  # the epoch just trained, 1-based
         self.metrics.write("eval", self.step, epoch, record)
-        self.log.info(
-            "epoch %d: bbox mAP %.4f, mAP@0.5 %.4f, mAP@0.75 %.4f (%d val images)",
-            epoch + 1,
-            metrics.stats["bbox_mAP"],
-            metrics.stats["bbox_mAP_50"],
-            metrics.stats["bbox_mAP_75"],
-            metrics.num_images,
-        )
-        if "segm_mAP" in metrics.stats:  # mask head
-            self.log.info("epoch %d: segm mAP %.4f, mAP@0.5 %.4f, mAP@0.75 %.4f", epoch + 1,
-                          metrics.stats["segm_mAP"], metrics.stats["segm_mAP_50"], metrics.stats["segm_mAP_75"])
-        if metrics.stats["bbox_mAP"] > self.best_map:
-            self.best_map = metrics.stats["bbox_mAP"]
+        for note in metrics.notes:
+            self.log.info("epoch %d: %s", epoch, note)
+        headline = metric_family(self.best_metric)
+        for family in sorted(("bbox", "segm"), key=lambda f: f != headline):  # the headline first
+            if f"{family}_mAP" in metrics.stats:
+                self.log.info(
+                    "epoch %d: %s mAP %.4f, mAP@0.5 %.4f, mAP@0.75 %.4f (%d val images)",
+                    epoch,
+                    family,
+                    metrics.stats[f"{family}_mAP"],
+                    metrics.stats[f"{family}_mAP_50"],
+                    metrics.stats[f"{family}_mAP_75"],
+                    metrics.num_images,
+                )
+        value = metrics.stats.get(self.best_metric)
+        if value is None:  # e.g. segm numbers left out (no ground-truth segmentations)
+            self.log.warning("epoch %d: no %s to choose best.pt by (train.best_metric)", epoch, self.best_metric)
+        elif value > self.best_map:
+            self.best_map = value
             if self.is_main:
                 save_checkpoint(
                     self.run_dir / BEST,
@@ -523,16 +586,21 @@ class Trainer:
                     self.cfg.train.amp,
                     self.cfg.train.vis_score_threshold,
                 )
-            if self.last_metrics:
-                stats = {k: v for k, v in self.last_metrics.items() if k.startswith("bbox_")}
+            headline = metric_family(self.best_metric)
+            if self.last_metrics:  # the last evaluation; the headline family (segm for mask models) first
+                families = sorted(("bbox", "segm"), key=lambda f: f != headline)
+                stats = {k: v for f in families for k, v in self.last_metrics.items() if k.startswith(f + "_")}
                 (self.run_dir / "metrics_final.txt").write_text(
                     "\n".join(f"{k}: {v:.4f}" for k, v in stats.items()) + "\n"
                 )
+            final = self.last_metrics.get(self.best_metric)
             self.log.info(
-                "done: %d steps (%d skipped), best bbox mAP %.4f; files in %s",
+                "done: %d steps (%d skipped), best %s %.4f (best.pt)%s; files in %s",
                 self.step,
                 self.guard.total,
+                self.best_metric,
                 self.best_map,
+                f", last evaluation {final:.4f}" if isinstance(final, float) else "",
                 self.run_dir,
             )
         distributed.barrier()

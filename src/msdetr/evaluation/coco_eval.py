@@ -1,7 +1,9 @@
 """COCO box (and mask) metrics: the 12 standard numbers and per-class AP, with faster-coco-eval.
 
 Detections with masks (mask head) are also evaluated as `segm`: the 12 numbers again, named
-`segm_mAP`, ... (per-class AP stays the box AP).
+`segm_mAP`, ... (per-class AP stays the box AP). When the ground truth has no segmentation for
+some object (a box-only dataset), the segm numbers are left out and `CocoMetrics.notes` says why:
+a mask model still gets its box metrics on box-only data.
 
 Why faster-coco-eval rather than pycocotools: it is a maintained C++ implementation of the
 same protocol that gives pycocotools' numbers (a test checks that on the same detections)
@@ -52,12 +54,14 @@ SEGM_STAT_NAMES = tuple("segm_" + name[len("bbox_"):] for name in STAT_NAMES)
 class CocoMetrics:
     """stats: the 12 COCO numbers by `STAT_NAMES` (-1 where undefined, e.g. no small objects);
     per_class: AP@[.5:.95] by category name (-1 for categories without ground truth);
-    num_images / num_detections: what was evaluated."""
+    num_images / num_detections: what was evaluated; notes: one-line remarks on what was left
+    out (e.g. segm numbers on a ground truth without segmentations)."""
 
     stats: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, float] = field(default_factory=dict)
     num_images: int = 0
     num_detections: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def as_record(self) -> dict[str, Any]:
         """Flat dict for metrics.jsonl: the 12 stats, then `AP/<class>` entries."""
@@ -161,6 +165,11 @@ class CocoEvaluator:
     def _evaluate(self, rows: np.ndarray, image_ids: list[int], segm: list[dict] | None = None) -> CocoMetrics:
         cats = self.coco_gt.loadCats(self.coco_gt.getCatIds())
         metrics = CocoMetrics(num_images=len(image_ids), num_detections=len(rows))
+        if segm is not None:
+            problem = self._segm_ground_truth_problem(image_ids)
+            if problem is not None:
+                metrics.notes.append(f"segm metrics left out (box metrics only): {problem}")
+                segm = None
         if len(rows) == 0 or not image_ids:
             metrics.stats = {name: 0.0 for name in STAT_NAMES}
             if segm is not None:
@@ -179,6 +188,17 @@ class CocoEvaluator:
         if segm is not None:
             metrics.stats.update(zip(SEGM_STAT_NAMES, self._segm_stats(segm, image_ids)))
         return metrics
+
+    def _segm_ground_truth_problem(self, image_ids: list[int]) -> str | None:
+        """Why the ground truth of `image_ids` cannot score masks, or None when it can."""
+        annotations = self.coco_gt.loadAnns(self.coco_gt.getAnnIds(imgIds=image_ids))
+        missing = sum(1 for a in annotations if not a.get("segmentation"))
+        if not missing:
+            return None
+        if missing == len(annotations):
+            return "the ground truth has no segmentation (a box-only dataset)"
+        return (f"{missing} of {len(annotations)} ground-truth objects have no segmentation; "
+                f"give every object a polygon or RLE to get segm metrics")
 
     def _segm_stats(self, segm: list[dict], image_ids: list[int]) -> list[float]:
         """The 12 COCO numbers of the mask results (0 without any)."""

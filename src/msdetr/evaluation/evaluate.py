@@ -3,15 +3,19 @@
 Each batch's final one-to-one predictions are post-processed into detections in pixels of
 the original image files (`target["orig_size"]`), so padding and the evaluation resize
 cancel out. Under `torchrun` every rank evaluates its share; metrics come back on every rank.
+With `progress`, rank 0 shows a tqdm bar over its images, then "COCO scoring" while the
+metrics are computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from msdetr import collectives
 from msdetr.autocast import autocast
@@ -52,6 +56,14 @@ def predict_batches(
         model.train(was_training)
 
 
+def _images_of(loader: DataLoader) -> int | None:
+    """Images this rank evaluates (its shard), None when the loader cannot tell."""
+    try:
+        return len(loader.sampler)
+    except TypeError:
+        return None
+
+
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
@@ -60,8 +72,26 @@ def evaluate(
     amp: str = "none",
     topk: int = 100,
     nms_iou: float | None = None,
+    progress: bool = False,
 ) -> CocoMetrics:
-    """COCO metrics of `model` on `loader` (all ranks together); the same metrics on every rank."""
-    predict_batches(model, loader, device, amp, topk, nms_iou, on_batch=evaluator.add)
-    metrics = evaluator.compute()
+    """COCO metrics of `model` on `loader` (all ranks together); the same metrics on every rank.
+    progress: show a progress bar (rank 0 only; transient, it disappears when done)."""
+    bar = None
+    if progress and (not collectives.is_initialized() or torch.distributed.get_rank() == 0):
+        bar = tqdm(total=_images_of(loader), desc="eval", unit="img", dynamic_ncols=True, leave=False,
+                   file=sys.stderr)
+
+    def on_batch(image_ids: Sequence[int], detections: Sequence[Detections]) -> None:
+        evaluator.add(image_ids, detections)
+        if bar is not None:
+            bar.update(len(image_ids))
+
+    try:
+        predict_batches(model, loader, device, amp, topk, nms_iou, on_batch=on_batch)
+        if bar is not None:
+            bar.set_postfix_str("COCO scoring")
+        metrics = evaluator.compute()
+    finally:
+        if bar is not None:
+            bar.close()
     return collectives.broadcast_from_main(metrics)
