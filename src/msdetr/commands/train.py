@@ -9,13 +9,14 @@ from pathlib import Path
 
 from msdetr.config.loader import (
     DEFAULT_PRESET,
+    apply_overrides,
     config_from_dict,
-    deep_merge,
     list_presets,
     load_config,
-    parse_override,
 )
+from msdetr.config.origins import Origins
 from msdetr.engine.checkpoint import load_training_checkpoint, resolve_resume_path
+from msdetr.engine.resume_config import check_config_not_edited
 from msdetr.engine.run_dir import new_run_dir
 from msdetr.errors import MsdetrError
 
@@ -62,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         metavar="RUN_OR_CKPT",
-        help="continue a run from its folder (last.pt) or a last.pt file; --set may change "
-        "training settings such as train.epochs",
+        help="continue a run from its folder (last.pt) or a last.pt file with the checkpoint's config; --set "
+        "may change training settings such as train.epochs (an edited config.yaml in the run folder is not "
+        "read: resuming stops and names the --set that applies the edit)",
     )
     p.add_argument(
         "--init-weights",
@@ -108,13 +110,15 @@ def run(args: argparse.Namespace) -> int:
             raise MsdetrError("--resume and --init-backbone exclude each other; --resume already restores weights")
         path = resolve_resume_path(args.resume)
         resume = load_training_checkpoint(path)
-        merged = resume["run_config"]
-        for override in overrides:
-            merged = deep_merge(merged, parse_override(override))
-        cfg = config_from_dict(merged, where=f"{path} (saved config)")
-        if cfg.model != config_from_dict(resume["run_config"], where=str(path)).model:
+        saved = config_from_dict(resume["run_config"], where=f"{path} (saved config)")
+        origins = Origins(f"{path} (saved config)")
+        origins.record(resume["run_config"], f"{path} (saved config)")
+        merged = apply_overrides(resume["run_config"], overrides, origins)
+        cfg = config_from_dict(merged, where=f"{path} (saved config)", origins=origins)
+        if cfg.model != saved.model:
             raise MsdetrError(f"--set: a resumed run keeps its model; {path} cannot change model.* settings")
         run_dir = Path(args.output) if args.output else path.parent
+        check_config_not_edited(run_dir, path, saved, cfg)
     else:
         cfg = load_config(args.config, overrides)
         run_dir = new_run_dir(args.output, cfg.name)

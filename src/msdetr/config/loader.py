@@ -5,13 +5,14 @@ A config file is a YAML mapping shaped like `msdetr.config.schema.Config`; it ma
 key (mappings merge recursively, everything else is replaced). Overrides from the command
 line are `dotted.key=value` strings, the value read as YAML (`--set model.num_queries=900`,
 `--set train.schedule.drop_epochs=[8,11]`). Every file and every override is checked on its
-own, so an unknown or misspelled key is reported with the file or override it came from.
+own, so an unknown or misspelled key is reported with the file or override it came from, and
+the checks of the whole config (`msdetr.config.checks`) name the file or `--set` that gave
+the offending value (`msdetr.config.origins`).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import re
 import types
 from collections.abc import Iterable
@@ -22,7 +23,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from msdetr.config.checks import config_problems
 from msdetr.config.dataclass_io import from_dict, to_dict
+from msdetr.config.origins import Origins
 from msdetr.config.schema import Config
 from msdetr.errors import MsdetrError
 
@@ -82,18 +85,28 @@ def load_config(source: str | None = None, overrides: Iterable[str] = ()) -> Con
     source: None uses the `tiny` preset (the CPU demo).
     """
     path = resolve_source(source or DEFAULT_PRESET)
-    merged = _load_with_bases(path, chain=[])
-    for override in overrides:
-        merged = deep_merge(merged, parse_override(override))
+    origins = Origins(str(path))
+    merged = apply_overrides(_load_with_bases(path, chain=[], origins=origins), overrides, origins)
     cfg = from_dict(Config, merged, where=str(path))
-    validate_config(cfg, where=str(path))
+    validate_config(cfg, where=str(path), origins=origins)
     return cfg
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
-    """A `Config` from a plain dict (e.g. the resolved config saved in a checkpoint)."""
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str], origins: Origins | None = None) -> dict[str, Any]:
+    """`data` with the `key=value` overrides applied in order (each recorded in `origins` as its `--set`)."""
+    for override in overrides:
+        nested = parse_override(override)
+        if origins is not None:
+            origins.record(nested, f"--set {override}")
+        data = deep_merge(data, nested)
+    return data
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config", origins: Origins | None = None) -> Config:
+    """A `Config` from a plain dict (e.g. the resolved config saved in a checkpoint); `origins`:
+    where values came from (e.g. `--set` on top of the saved config), for the errors."""
     cfg = from_dict(Config, data, where=where)
-    validate_config(cfg, where=where)
+    validate_config(cfg, where=where, origins=origins)
     return cfg
 
 
@@ -133,7 +146,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _load_with_bases(path: Path, chain: list[Path]) -> dict[str, Any]:
+def _load_with_bases(path: Path, chain: list[Path], origins: Origins | None = None) -> dict[str, Any]:
     resolved = path.resolve()
     if resolved in chain:
         loop = " -> ".join(str(p) for p in [*chain, resolved])
@@ -145,11 +158,16 @@ def _load_with_bases(path: Path, chain: list[Path]) -> dict[str, Any]:
     # Check this file on its own, so errors name the file that holds the bad key.
     from_dict(Config, data, where=str(path))
     if base is None:
+        if origins is not None:
+            origins.record(data, str(path))
         return data
     if not isinstance(base, str):
         raise MsdetrError(f"{path}: base: must be a preset name or a file path, got {base!r}")
     base_path = resolve_source(base, relative_to=path.parent)
-    return deep_merge(_load_with_bases(base_path, [*chain, resolved]), data)
+    merged = deep_merge(_load_with_bases(base_path, [*chain, resolved], origins), data)
+    if origins is not None:  # after the base's, which this file overrides
+        origins.record(data, str(path))
+    return merged
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -207,106 +225,13 @@ def _check_key_path(parts: list[str], where: str) -> Any:
     return cls
 
 
-def validate_config(cfg: Config, where: str = "config") -> None:
-    """Checks across fields and sections; raises `MsdetrError` naming the first problem."""
-    t = cfg.train
-    checks = [
-        (t.epochs >= 1, "train.epochs", t.epochs, ">= 1"),
-        (t.batch_size >= 1, "train.batch_size", t.batch_size, ">= 1"),
-        (t.accumulate_steps >= 1, "train.accumulate_steps", t.accumulate_steps, ">= 1"),
-        (t.reference_batch_size >= 1, "train.reference_batch_size", t.reference_batch_size, ">= 1"),
-        (t.optimizer.lr > 0, "train.optimizer.lr", t.optimizer.lr, "> 0"),
-        (t.optimizer.lr_backbone >= 0, "train.optimizer.lr_backbone", t.optimizer.lr_backbone, ">= 0"),
-        (t.optimizer.weight_decay >= 0, "train.optimizer.weight_decay", t.optimizer.weight_decay, ">= 0"),
-        (t.clip_max_norm >= 0, "train.clip_max_norm", t.clip_max_norm, ">= 0 (0 disables clipping)"),
-        (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", t.max_nonfinite_steps, ">= 1"),
-        (t.schedule.warmup_steps >= 0, "train.schedule.warmup_steps", t.schedule.warmup_steps, ">= 0"),
-        (
-            0 < t.schedule.warmup_start_factor <= 1,
-            "train.schedule.warmup_start_factor",
-            t.schedule.warmup_start_factor,
-            "in (0, 1]",
-        ),
-        (0 <= t.schedule.min_factor <= 1, "train.schedule.min_factor", t.schedule.min_factor, "in [0, 1]"),
-        (0 < t.schedule.drop_factor <= 1, "train.schedule.drop_factor", t.schedule.drop_factor, "in (0, 1]"),
-        (
-            all(e >= 1 for e in t.schedule.drop_epochs),
-            "train.schedule.drop_epochs",
-            t.schedule.drop_epochs,
-            "epochs >= 1 (the drop applies from that 0-based epoch on)",
-        ),
-        (0 < t.ema.decay < 1, "train.ema.decay", t.ema.decay, "in (0, 1)"),
-        (t.ema.warmup_steps >= 0, "train.ema.warmup_steps", t.ema.warmup_steps, ">= 0"),
-        (t.max_steps is None or t.max_steps >= 1, "train.max_steps", t.max_steps, ">= 1 or null"),
-        (
-            t.time_limit_minutes is None or t.time_limit_minutes > 0,
-            "train.time_limit_minutes",
-            t.time_limit_minutes,
-            "> 0 or null",
-        ),
-        (t.checkpoint_every_steps >= 0, "train.checkpoint_every_steps", t.checkpoint_every_steps, ">= 0"),
-        (t.eval_every >= 0, "train.eval_every", t.eval_every, ">= 0"),
-        (t.log_every >= 1, "train.log_every", t.log_every, ">= 1"),
-        (t.num_threads is None or t.num_threads >= 1, "train.num_threads", t.num_threads, ">= 1 or null"),
-        (t.num_workers is None or t.num_workers >= 0, "train.num_workers", t.num_workers, ">= 0 or null"),
-        (t.vis_images >= 0, "train.vis_images", t.vis_images, ">= 0"),
-        (
-            cfg.eval.batch_size is None or cfg.eval.batch_size >= 1,
-            "eval.batch_size",
-            cfg.eval.batch_size,
-            ">= 1 or null",
-        ),
-        (cfg.eval.topk >= 1, "eval.topk", cfg.eval.topk, ">= 1"),
-        (
-            cfg.eval.nms_iou is None or 0 < cfg.eval.nms_iou <= 1,
-            "eval.nms_iou",
-            cfg.eval.nms_iou,
-            "in (0, 1] or null",
-        ),
-        (
-            all(math.isfinite(b) and 0 <= b < 1 for b in t.optimizer.betas),
-            "train.optimizer.betas",
-            t.optimizer.betas,
-            "two numbers in [0, 1)",
-        ),
-    ]
-    for ok, key, value, expected in checks:
-        if not ok:
-            raise MsdetrError(f"{where}: {key} is {value!r}; it must be {expected}")
-    mixed_model = cfg.model.mixed_supervision.enabled
-    mixed_loss = cfg.supervision.strategy == "mixed"
-    if mixed_loss and not mixed_model:
-        raise MsdetrError(
-            f"{where}: supervision.strategy is 'mixed' but model.mixed_supervision.enabled is "
-            "false; enable it (the one-to-many stream) or use strategy 'one_to_one'"
-        )
-    if mixed_model and not mixed_loss:
-        raise MsdetrError(
-            f"{where}: model.mixed_supervision.enabled is true but supervision.strategy is "
-            "'one_to_one', so the one-to-many stream would never be supervised; set "
-            "supervision.strategy: mixed or disable it"
-        )
-    _check_extra_query_groups(cfg, where)
-    try:
-        cfg.supervision.validate()
-    except MsdetrError as err:
-        raise MsdetrError(f"{where}: {err}") from None
-
-
-def _check_extra_query_groups(cfg: Config, where: str) -> None:
-    """Hybrid / group queries and their supervision come together (a stream nobody supervises wastes time)."""
-    m, s = cfg.model, cfg.supervision
-    if m.hybrid.num_queries < 0:
-        raise MsdetrError(f"{where}: model.hybrid.num_queries is {m.hybrid.num_queries}; it must be >= 0")
-    if m.group.num_groups < 1:
-        raise MsdetrError(f"{where}: model.group.num_groups is {m.group.num_groups}; it must be >= 1")
-    pairs = [
-        ("model.hybrid.num_queries > 0", m.hybrid.num_queries > 0, "supervision.hybrid.enabled", s.hybrid.enabled),
-        ("model.group.num_groups > 1", m.group.num_groups > 1, "supervision.group.enabled", s.group.enabled),
-    ]
-    for model_key, model_on, loss_key, loss_on in pairs:
-        if model_on != loss_on:
-            raise MsdetrError(
-                f"{where}: {model_key} is {str(model_on).lower()} but {loss_key} is {str(loss_on).lower()}; "
-                "the extra queries and their supervision are enabled together (set both or neither)"
-            )
+def validate_config(cfg: Config, where: str = "config", origins: Origins | None = None) -> None:
+    """Checks of ranges and of options that need each other (`msdetr.config.checks`); raises
+    `MsdetrError` for the first problem, naming the file or `--set` that gave the value
+    (`origins`; without it, `where`)."""
+    problems = config_problems(cfg)
+    if not problems:
+        return
+    problem = problems[0]
+    origin = (origins or Origins(where)).latest(problem.keys)
+    raise MsdetrError(f"{origin}: {problem.message}")

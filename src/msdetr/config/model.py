@@ -12,6 +12,9 @@ from typing import Literal
 #   d: SA -> [tap] -> CA -> FFN, tap after self-attention
 TapPlacement = Literal["a", "b", "c", "d"]
 
+# torchvision ResNets the backbone can build (`msdetr.modeling.backbone`).
+BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
+
 
 @dataclass
 class BackboneConfig:
@@ -94,6 +97,8 @@ class DenoisingConfig:
     dn_number: "cdn": DINO's `dn_number` (100): 2 * dn_number // (2 * most objects in an image)
         groups, so about 2 * dn_number denoising queries (DINO's rule, odd corners included:
         2 * dn_number groups when 1 <= 2 * dn_number < 100, one group for an empty batch).
+        0 turns contrastive denoising off (what DINO's `use_dn: False` means; DINO's released code
+        then still trains one group, its `dn_number < 1 -> 1` corner); negative values are an error.
     label_noise: "dn": probability of replacing a label by a random class (DN-DETR 0.2);
         "cdn": DINO's `label_noise_ratio` (0.5), a label is replaced with probability half of it.
     box_noise: DN-DETR `box_noise_scale` (0.4: centre moved by up to 0.2 w/h, sides scaled by
@@ -112,7 +117,8 @@ class DenoisingConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.method != "none"
+        """Denoising queries are made: a method is set (and, for "cdn", dn_number > 0)."""
+        return self.method != "none" and not (self.method == "cdn" and self.dn_number <= 0)
 
 
 @dataclass

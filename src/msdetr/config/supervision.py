@@ -243,6 +243,13 @@ class SupervisionConfig:
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""
+        problems = self.problems()
+        if problems:
+            key, value, expected = problems[0]
+            raise MsdetrError(f"supervision config: {key}: got {value!r}; it must be {expected}")
+
+    def problems(self) -> list[tuple[str, object, str]]:
+        """Every invalid value as (key under `supervision.`, value, what it must be)."""
         problems = []
         if self.strategy not in ("one_to_one", "mixed"):
             problems.append(("strategy", self.strategy, "one of 'one_to_one', 'mixed'"))
@@ -285,9 +292,7 @@ class SupervisionConfig:
         for name in ("cost_mask", "cost_dice"):
             if getattr(m, name) < 0:
                 problems.append((f"masks.{name}", getattr(m, name), ">= 0"))
-        if problems:
-            key, value, expected = problems[0]
-            raise MsdetrError(f"supervision config: {key}: got {value!r}; it must be {expected}")
+        return problems
 
     def _method_problems(self) -> list[tuple[str, object, str]]:
         """Invalid values of the Align-DETR / DAC-DETR options, as (key, value, expected)."""

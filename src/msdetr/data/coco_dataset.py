@@ -114,6 +114,12 @@ class CocoDataset(Dataset):
         return [int(i) for i in self._image_ids]
 
     @property
+    def objects_per_image(self) -> np.ndarray:
+        """(M,) int64: training objects of each image as annotated (crowd and dropped boxes left out),
+        before augmentation (crops can only remove objects)."""
+        return np.diff(self._objects.offsets)
+
+    @property
     def num_skipped_images(self) -> int:
         """Unreadable images skipped so far in this process (on_bad_image: skip)."""
         return len(self._bad_indices)

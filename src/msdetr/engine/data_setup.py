@@ -32,6 +32,21 @@ def prepare_datasets(cfg: DataConfig) -> tuple[CocoDataset, CocoDataset]:
     return build_datasets(cfg)
 
 
+def crowded_images_warning(dataset: CocoDataset, num_queries: int) -> str | None:
+    """One line when some training images have more objects than the model's one-to-one queries
+    (`model.num_queries`): each query predicts one object, so the excess objects of those images
+    can never be matched. None when every image fits. Reads the annotation counts only (cheap)."""
+    counts = dataset.objects_per_image
+    crowded = int((counts > num_queries).sum())
+    if crowded == 0:
+        return None
+    return (
+        f"data: {crowded} of {len(counts)} training images in {dataset.annotation_file} have more objects than "
+        f"the model's {num_queries} one-to-one queries (model.num_queries; most in one image: {int(counts.max())}); "
+        f"their extra objects are never matched: raise model.num_queries above {int(counts.max())} to detect them all"
+    )
+
+
 class EpochBatches(Sampler):
     """Batches of `(index, sample_seed)` for one epoch of a `SeededSampler`, full batches only.
 

@@ -32,7 +32,13 @@ from msdetr.engine.amp import check_amp, make_scaler
 from msdetr.engine.checkpoint import BEST, LAST, save_checkpoint
 from msdetr.engine.compile import compile_criterion, compile_model
 from msdetr.engine.curves import save_curves
-from msdetr.engine.data_setup import build_train_loader, build_val_loader, pin_memory_for, prepare_datasets
+from msdetr.engine.data_setup import (
+    build_train_loader,
+    build_val_loader,
+    crowded_images_warning,
+    pin_memory_for,
+    prepare_datasets,
+)
 from msdetr.engine.device import resolve_device
 from msdetr.engine.ema import ModelEma
 from msdetr.engine.init_backbone import init_backbone_from_checkpoint
@@ -129,6 +135,9 @@ class Trainer:
         # masks reach the targets only when the model has a mask head (box-only runs skip decoding them)
         self.train_set, self.val_set = prepare_datasets(
             replace(cfg.data, masks=cfg.data.masks or cfg.model.mask_head.enabled))
+        crowded = crowded_images_warning(self.train_set, cfg.model.num_queries)
+        if crowded and self.is_main:
+            self.log.warning(crowded)
         num_classes = self.train_set.num_classes
         if cfg.model.num_classes != num_classes:
             if self.resume_state is not None:

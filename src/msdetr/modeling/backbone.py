@@ -62,7 +62,12 @@ class Backbone(nn.Module):
             raise MsdetrError(f"model.backbone.dilation: {cfg.name} does not support dilation; set it to false")
         kwargs = {"replace_stride_with_dilation": dilation} if cfg.name not in ("resnet18", "resnet34") else {}
         resnet_fn = getattr(torchvision.models, cfg.name)
-        resnet = resnet_fn(weights=weights_enum, norm_layer=_NORM_LAYERS[cfg.norm], **kwargs)
+        try:
+            resnet = resnet_fn(weights=weights_enum, norm_layer=_NORM_LAYERS[cfg.norm], **kwargs)
+        except OSError as err:  # urllib's URLError, timeouts, a cache folder that cannot be written
+            if weights_enum is None:
+                raise
+            raise MsdetrError(_download_failed(cfg.name, weights_enum.url, err)) from None
         if cfg.weights not in (None, "imagenet"):
             _load_local_weights(resnet, Path(cfg.weights))
         layers = ["layer2", "layer3", "layer4"]
@@ -91,6 +96,18 @@ class Backbone(nn.Module):
             mask = F.interpolate(pixel_mask[None].float(), size=feat.shape[-2:]).to(torch.bool)[0]
             out.append((feat, mask))
         return out
+
+
+def _download_failed(name: str, url: str, err: OSError) -> str:
+    """One line for ImageNet weights that could not be fetched: the three ways around it."""
+    reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return (
+        f"model.backbone.weights: imagenet: the ImageNet weights of {name} could not be downloaded from {url} "
+        f"({reason}); without network, put that file at {cache}, or give a local copy with "
+        f"--set model.backbone.weights=PATH, or take the backbone from a checkpoint with --init-backbone CKPT "
+        f"--set model.backbone.weights=null (null alone: random init)"
+    )
 
 
 def _load_local_weights(resnet: nn.Module, path: Path) -> None:
