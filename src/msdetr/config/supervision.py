@@ -216,6 +216,11 @@ class SupervisionConfig:
         cost on, refined boxes (encoder_match_on_anchors: false).
     denoising_normalization: denoising terms (model.denoising) divided by N * groups ("groups",
         DN-DETR and DINO) or by N ("targets", as the other streams).
+    iou_epsilon: added to the union and the enclosing area where they divide, in every IoU / GIoU
+        of the Hungarian matching costs (decoder and encoder) and of the losses (GIoU, IoU-aware
+        quality); the top-K assigner's IoU stays exact. 0 (default): exact, as DETR / Deformable
+        DETR / MS-DETR / H-DETR / DAC-DETR; 1e-6: the detrex box functions of the released
+        Align-DETR (its presets set it). See docs/design.md, "Departures from the releases".
     """
 
     strategy: Strategy = "one_to_one"
@@ -234,6 +239,7 @@ class SupervisionConfig:
     iou_aware: IouAwareConfig = field(default_factory=IouAwareConfig)
     many_to_one: ManyToOneConfig = field(default_factory=ManyToOneConfig)
     dac: DacSupervisionConfig = field(default_factory=DacSupervisionConfig)
+    iou_epsilon: float = 0.0
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""
@@ -298,6 +304,8 @@ class SupervisionConfig:
             problems.append(("iou_aware.alpha", self.iou_aware.alpha, "in [0, 1]"))
         if self.iou_aware.gamma < 0:
             problems.append(("iou_aware.gamma", self.iou_aware.gamma, ">= 0"))
+        if not 0.0 <= self.iou_epsilon <= 1e-3:
+            problems.append(("iou_epsilon", self.iou_epsilon, "in [0, 0.001] (released Align-DETR: 1e-6; exact: 0)"))
         m2o = self.many_to_one
         for name in ("k", "final_k"):
             value = getattr(m2o, name)

@@ -1,7 +1,12 @@
 """One optimizer step: micro-batches through forward, loss and backward, then clip and update.
 
 Gradient accumulation: the step's `accumulate_steps` micro-batches each back-propagate
-loss / accumulate_steps (DDP synchronizes only on the last one). A micro-batch whose loss
+loss / accumulate_steps (DDP synchronizes only on the last one), every micro-batch's loss
+normalized by the same N: the step's target count averaged over ranks and micro-batches
+(`losses.normalization.step_target_count`, one all-reduce a step). So n micro-batches on R
+processes give exactly the gradient of the same images as one batch on n * R processes (as
+the official code normalizes: every term divided by the count averaged over all GPUs; see
+docs/training.md). A micro-batch whose loss
 is not finite on any rank is not back-propagated, and the whole step is skipped (gradients
 dropped, nothing updated) on every rank alike; so is a step whose gradient norm is not
 finite (without the fp16 scaler, which handles overflow itself by skipping and lowering
@@ -21,6 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from msdetr.data.collate import Batch
 from msdetr.engine import distributed
 from msdetr.engine.amp import autocast
+from msdetr.losses.criterion import Criterion
+from msdetr.losses.normalization import step_target_count
 
 
 @dataclass
@@ -56,11 +63,15 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     n = len(batches)
     losses, term_sums, bad_terms, ok = [], {}, [], True
+    # one normalizer for the whole step (a criterion of another kind normalizes on its own)
+    shared = {}
+    if isinstance(criterion, Criterion):
+        shared["target_count"] = step_target_count([batch.targets for batch in batches], device)
     for i, batch in enumerate(batches):
         with _maybe_no_sync(model, sync=i == n - 1):
             with autocast(amp, device):
                 output = model(batch.images, batch.pixel_mask, targets=batch.targets)
-            result = criterion(output, batch.targets)  # float32 inside, autocast off
+            result = criterion(output, batch.targets, **shared)  # float32 inside, autocast off
             finite = bool(torch.isfinite(result.total).item())
             if not distributed.all_true(finite, device):
                 ok = False

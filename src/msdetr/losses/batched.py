@@ -68,8 +68,9 @@ def onehot_focal_loss(logits: Tensor, onehot: Tensor, alpha: float, gamma: float
     return loss
 
 
-def pair_box_losses(pred: Tensor, target: Tensor) -> Tensor:
-    """(P, 2): per matched pair the L1 distance and 1 - GIoU of (P, 4) cxcywh boxes.
+def pair_box_losses(pred: Tensor, target: Tensor, eps: float = 0.0) -> Tensor:
+    """(P, 2): per matched pair the L1 distance and 1 - GIoU of (P, 4) cxcywh boxes (`eps` added
+    to the union and the enclosing area where they divide, see `ops.boxes`).
 
     The same arithmetic as `aligned_generalized_box_iou` on `box_cxcywh_to_xyxy` boxes (DETR's
     formulas), on both box sets stacked: corners x0 = cx - 0.5 w, ..., areas as products of the
@@ -83,7 +84,10 @@ def pair_box_losses(pred: Tensor, target: Tensor) -> Tensor:
     outer = (high.amax(dim=0) - low.amin(dim=0)).clamp(min=0)
     inter, enclosing = inner.prod(dim=-1), outer.prod(dim=-1)
     union = area[0] + area[1] - inter
-    giou = inter / union - (enclosing - union) / enclosing
+    if eps:
+        giou = inter / (union + eps) - (enclosing - union) / (enclosing + eps)
+    else:
+        giou = inter / union - (enclosing - union) / enclosing
     return torch.stack([l1, 1 - giou], dim=1)
 
 
@@ -98,10 +102,10 @@ def _layout(predictions) -> tuple:
 
 def group_tasks(tasks: list[SupervisionTask]) -> list[list[int]]:
     """Indices of `tasks` grouped by (targets list, prediction shapes, dtype, device, normalizer
-    scale), first appearance order; within a group, task order is kept."""
+    scale and clamp), first appearance order; within a group, task order is kept."""
     groups: dict[tuple, list[int]] = {}
     for index, task in enumerate(tasks):
-        key = (id(task.targets), *_layout(task.predictions), task.normalizer_scale)
+        key = (id(task.targets), *_layout(task.predictions), task.normalizer_scale, task.clamp_after_scale)
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 
@@ -269,6 +273,7 @@ def group_losses(
     focal_gamma: float,
     log_class_error: bool,
     dense=None,
+    iou_epsilon: float = 0.0,
 ) -> GroupLosses:
     """Losses of T tasks sharing their targets list.
 
@@ -276,18 +281,20 @@ def group_losses(
     `group_pairs`; num_targets: scalar normalizer; weights: (3, T) loss weights.
     log_class_error: compute the class error (else it is NaN). dense: the tensor arithmetic,
     `dense_group_losses` by default (the criterion passes its compiled version, if any).
+    iou_epsilon: added to the GIoU's union and enclosing area (`supervision.iou_epsilon`).
     """
     dense = dense_group_losses if dense is None else dense
     return GroupLosses(*dense(
         logits, boxes, pairs.row, pairs.task, pairs.query, pairs.target, pairs.boxes, pairs.labels,
         pairs.image_counts, pairs.pair_counts, num_targets, weights, focal_alpha, focal_gamma, log_class_error,
+        iou_epsilon,
     ))
 
 
 def dense_group_losses(
     logits: Tensor, boxes: Tensor, row: Tensor, task: Tensor, query: Tensor, target: Tensor, all_boxes: Tensor,
     all_labels: Tensor, image_counts: Tensor, pair_counts: Tensor, num_targets: Tensor, weights: Tensor,
-    focal_alpha: float, focal_gamma: float, log_class_error: bool,
+    focal_alpha: float, focal_gamma: float, log_class_error: bool, iou_epsilon: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The tensor arithmetic of `group_losses` (no host code: `torch.compile` can take it whole).
     Returns the (3, T) terms, the total, the (T,) class error and the (T,) cardinality error.
@@ -304,7 +311,7 @@ def dense_group_losses(
     cls = onehot_focal_loss(flat_logits, onehot, focal_alpha, focal_gamma).view(num_tasks, -1).sum(dim=1)
 
     matched = _float(boxes).reshape(num_tasks * batch, num_queries, 4)[row, query]  # (P, 4)
-    per_pair = pair_box_losses(matched, target_boxes)  # (P, 2): L1, 1 - GIoU
+    per_pair = pair_box_losses(matched, target_boxes, iou_epsilon)  # (P, 2): L1, 1 - GIoU
     box_terms = per_pair.new_zeros(num_tasks, 2).index_add_(0, task, per_pair)
     terms = torch.cat([cls[None], box_terms.t()]) / num_targets  # (3, T)
     total = (terms * weights).sum()

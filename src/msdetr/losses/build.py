@@ -41,6 +41,7 @@ def build_criterion(
         focal_alpha=config.focal_alpha,
         focal_gamma=config.focal_gamma,
         mask_cost=mask_cost,
+        iou_epsilon=config.iou_epsilon,
     )
     strategy = OneToOneSupervision(hungarian)
     if config.many_to_one.enabled:  # Align-DETR mixed matching (issue 17)
@@ -68,7 +69,7 @@ def build_criterion(
         EncoderAssigner(
             cost_bbox=costs.bbox, cost_giou=costs.giou, match_on_anchors=config.encoder_match_on_anchors,
             cost_class=costs.cls if config.encoder_class_cost else 0.0,
-            focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma,
+            focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma, iou_epsilon=config.iou_epsilon,
         )
     )
     # denoising tasks only when the detector returns a `denoising` stream (model.denoising)
@@ -85,6 +86,7 @@ def build_criterion(
         iou_aware=config.iou_aware,
         mask_loss=MaskLoss(PointSampling(masks.num_points, masks.oversample_ratio, masks.importance_sample_ratio),
                            generator) if with_masks else None,
+        iou_epsilon=config.iou_epsilon,
     )
 
 

@@ -1,7 +1,8 @@
 """The criterion: losses of the supervision tasks a strategy produces, weighted per stream.
 
 For every task (stream, layer) with assignment pairs P and N = number of targets
-in the batch (averaged over ranks, at least 1):
+in the batch (averaged over ranks, and over the micro-batches of an accumulated step
+when `train_step` passes `target_count`; at least 1):
 
     cls  = sum over all queries and classes of the sigmoid focal loss / N
            (one-hot targets: a matched query is positive for its target's class;
@@ -12,7 +13,9 @@ in the batch (averaged over ranks, at least 1):
 
 Per stream the classification loss may instead be Align-DETR's IoU-aware BCE
 (`iou_aware`), and a task may weight its pairs (prime-sample weights, every term)
-or scale its normalizer (DAC-DETR's branch); see `SupervisionTask`.
+or scale its normalizer (DAC-DETR's branch); see `SupervisionTask`. `iou_epsilon`
+(`supervision.iou_epsilon`, 0 = exact) is added to the union and enclosing area of every
+IoU / GIoU of the losses (and, through `build_criterion`, of the Hungarian matching costs).
 
 total = sum over tasks and terms of weights[stream].<term> * term. Logged values
 (class error on each stream's final layer, cardinality error) carry no gradient.
@@ -42,7 +45,7 @@ from msdetr.losses.iou_aware import iou_aware_classification_sum, pair_quality, 
 from msdetr.losses.mask_losses import MaskLoss
 from msdetr.losses.metrics import cardinality_error, class_error
 from msdetr.losses.names import LOG_TERMS, LOSS_TERMS, term_name, to_official_name
-from msdetr.losses.normalization import num_targets_across_ranks
+from msdetr.losses.normalization import target_count_across_ranks, task_normalizer
 from msdetr.losses.term_table import TermTable, host_values
 from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import SupervisionStrategy, SupervisionTask, Targets
@@ -93,6 +96,8 @@ class Criterion(nn.Module):
         `msdetr.losses.iou_aware`; its alpha / gamma from `iou_aware`). Tasks with `rank_tau`
         weight their pairs (all terms), tasks with `normalizer_scale` divide by that times N.
     mask_loss: the `mask` and `dice` terms of tasks whose predictions carry masks (mask head).
+    iou_epsilon: added to the union and the enclosing area of the GIoU loss and the IoU-aware
+        quality's IoU (released Align-DETR, detrex's box functions: 1e-6; 0: exact).
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class Criterion(nn.Module):
         classification_losses: Mapping[str, str] | None = None,
         iou_aware: IouAwareConfig | None = None,
         mask_loss: MaskLoss | None = None,
+        iou_epsilon: float = 0.0,
     ) -> None:
         super().__init__()
         self.strategy = strategy
@@ -119,8 +125,12 @@ class Criterion(nn.Module):
         self.classification_losses = dict(classification_losses or {})
         self.iou_aware = iou_aware or IouAwareConfig()
         self.mask_loss = mask_loss
+        self.iou_epsilon = iou_epsilon
 
-    def forward(self, output: DetectorOutput, targets: Targets) -> LossResult:
+    def forward(self, output: DetectorOutput, targets: Targets, target_count: Tensor | None = None) -> LossResult:
+        """target_count: scalar, the mean target count to normalize by, not yet clamped (`train_step`
+        gives the step's, over ranks and micro-batches: `losses.normalization.step_target_count`);
+        None: this batch's, averaged over ranks."""
         reference = output.logits
         batch_size, device = reference.shape[0], reference.device
         check_targets(targets, batch_size, self.num_classes)
@@ -131,7 +141,10 @@ class Criterion(nn.Module):
                 f"supervision config: loss_weights: no weights for stream(s) {missing}; add them"
             )
         with autocast_disabled(device):
-            num_targets = num_targets_across_ranks(targets, device)
+            if target_count is None:
+                target_count = target_count_across_ranks(targets, device)
+            target_count = target_count.to(device, torch.float32)
+            num_targets = target_count.clamp(min=1)
             result = LossResult(
                 total=torch.zeros((), device=device), terms=TermTable(), logs=TermTable(), num_targets=num_targets
             )
@@ -149,11 +162,12 @@ class Criterion(nn.Module):
                 weights = self._weights.get(tuple(task.stream for task in group), self.weights, logits.device)
                 flagged = [task.log_class_error for task in group]
                 pairs = group_pairs(group, logits.shape[1], logits.device)
-                scale = group[0].normalizer_scale  # one value per group (see `group_tasks`)
-                normalizer = num_targets if scale == 1.0 else num_targets * scale
+                first = group[0]  # one normalizer per group (see `group_tasks`)
+                normalizer = task_normalizer(target_count, num_targets, first.normalizer_scale,
+                                             first.clamp_after_scale)
                 losses = group_losses(
                     logits, boxes, pairs, normalizer, weights, self.focal_alpha, self.focal_gamma, any(flagged),
-                    dense=self.dense_losses,
+                    dense=self.dense_losses, iou_epsilon=self.iou_epsilon,
                 )
                 totals.append(losses.total)
                 for term, values in zip(LOSS_TERMS, losses.terms.unbind(0)):
@@ -164,7 +178,9 @@ class Criterion(nn.Module):
                 names = [term_name(task.name, "cardinality_error") for task in group]
                 result.logs.add_block(names, losses.cardinality_error)
             for task in single:
-                totals.append(self._add_task(task, num_targets, result))
+                normalizer = task_normalizer(target_count, num_targets, task.normalizer_scale,
+                                             task.clamp_after_scale)
+                totals.append(self._add_task(task, normalizer, result))
             if totals:
                 result.total = totals[0] if len(totals) == 1 else torch.stack(totals).sum()
         return result
@@ -177,8 +193,9 @@ class Criterion(nn.Module):
             or (self.mask_loss is not None and task.predictions.masks is not None)
         )
 
-    def _add_task(self, task: SupervisionTask, num_targets: Tensor, result: LossResult) -> Tensor:
-        """One task's terms and logs into `result`; returns its weighted total (scalar)."""
+    def _add_task(self, task: SupervisionTask, normalizer: Tensor, result: LossResult) -> Tensor:
+        """One task's terms and logs into `result` (each divided by the scalar `normalizer`);
+        returns its weighted total (scalar)."""
         logits, boxes = task.predictions.logits, task.predictions.boxes
         batch, num_queries = logits.shape[:2]
         device = logits.device
@@ -190,13 +207,13 @@ class Criterion(nn.Module):
         logits, boxes = logits.float(), boxes.float()
 
         matched_boxes = boxes[pairs.image, pairs.query]
-        # Align-DETR / DAC-DETR: IoU-aware loss, prime-sample weights, normalizer
-        normalizer = num_targets * task.normalizer_scale if task.normalizer_scale != 1.0 else num_targets
+        # Align-DETR / DAC-DETR: IoU-aware loss, prime-sample weights
         iou_aware = self.classification_losses.get(task.stream, "focal") == "iou_aware"
         pair_weights = quality = None
         if iou_aware or task.rank_tau is not None:
             matched_logits = logits[pairs.image, pairs.query, target_labels]
-            quality = pair_quality(matched_logits, matched_boxes, target_boxes, self.iou_aware.alpha)
+            quality = pair_quality(matched_logits, matched_boxes, target_boxes, self.iou_aware.alpha,
+                                   self.iou_epsilon)
         if task.rank_tau is not None:
             pair_weights = prime_sample_weights(quality, pairs.image, pairs.target, task.rank_tau)
         if iou_aware:
@@ -213,7 +230,7 @@ class Criterion(nn.Module):
         losses = {
             "cls": cls / normalizer,
             "bbox": l1_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
-            "giou": giou_box_sum(matched_boxes, target_boxes, pair_weights) / normalizer,
+            "giou": giou_box_sum(matched_boxes, target_boxes, pair_weights, self.iou_epsilon) / normalizer,
         }
         if self.mask_loss is not None and task.predictions.masks is not None:  # mask head: mask, dice
             mask_terms = self.mask_loss(task.predictions.masks, pairs, flat_target, task.targets)

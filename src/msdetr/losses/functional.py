@@ -27,9 +27,10 @@ def l1_box_sum(pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor | None 
     return (per_pair * weights).sum()
 
 
-def giou_box_sum(pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor | None = None) -> Tensor:
-    """1 - GIoU of (P, 4) matched cxcywh boxes, summed over pairs (times (P,) `weights` if given)."""
+def giou_box_sum(pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor | None = None, eps: float = 0.0) -> Tensor:
+    """1 - GIoU of (P, 4) matched cxcywh boxes, summed over pairs (times (P,) `weights` if given);
+    `eps` is added to the union and the enclosing area (`aligned_generalized_box_iou`)."""
     giou = aligned_generalized_box_iou(
-        box_cxcywh_to_xyxy(pred_boxes.float()), box_cxcywh_to_xyxy(target_boxes.float())
+        box_cxcywh_to_xyxy(pred_boxes.float()), box_cxcywh_to_xyxy(target_boxes.float()), eps
     )
     return (1 - giou).sum() if weights is None else ((1 - giou) * weights).sum()

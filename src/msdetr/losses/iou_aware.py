@@ -32,23 +32,26 @@ from msdetr.ops.boxes import box_area, box_cxcywh_to_xyxy
 QUALITY_FLOOR = 0.01
 
 
-def aligned_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of corresponding (P, 4) cxcywh boxes -> (P,)."""
+def aligned_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
+    """IoU of corresponding (P, 4) cxcywh boxes -> (P,): inter / (union + eps) (the released
+    Align-DETR uses detrex's `box_iou`, eps 1e-6; `supervision.iou_epsilon`)."""
     a, b = box_cxcywh_to_xyxy(boxes1), box_cxcywh_to_xyxy(boxes2)
     wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
     inter = wh[:, 0] * wh[:, 1]
-    return inter / (box_area(a) + box_area(b) - inter)
+    return inter / (box_area(a) + box_area(b) - inter + eps)
 
 
 @torch.no_grad()
-def pair_quality(matched_logits: Tensor, matched_boxes: Tensor, target_boxes: Tensor, alpha: float) -> Tensor:
+def pair_quality(
+    matched_logits: Tensor, matched_boxes: Tensor, target_boxes: Tensor, alpha: float, eps: float = 0.0
+) -> Tensor:
     """(P,) float32 quality of each pair, no gradient.
 
     matched_logits: (P,) the logit of the target's class at the matched query;
-    matched_boxes, target_boxes: (P, 4) cxcywh.
+    matched_boxes, target_boxes: (P, 4) cxcywh. eps: of the IoU (`aligned_box_iou`).
     """
     prob = matched_logits.float().sigmoid()
-    iou = aligned_box_iou(matched_boxes.float(), target_boxes.float())
+    iou = aligned_box_iou(matched_boxes.float(), target_boxes.float(), eps)
     return (prob.pow(alpha) * iou.pow(1 - alpha)).clamp(min=QUALITY_FLOOR)
 
 

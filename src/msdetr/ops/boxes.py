@@ -6,6 +6,9 @@ unit, as the last dimension of size 4. Pairwise functions broadcast over leading
 tensor operations because the assigners call them for every decoder layer. The
 arithmetic follows the DETR / Deformable-DETR box utilities operation for
 operation, so results are bit-identical to theirs.
+
+`eps` (default 0, exact): added to the union and to the enclosing area where they divide, as the
+IDEA / detrex box utilities do with 1e-6 (Align-DETR's release); `supervision.iou_epsilon`.
 """
 
 from __future__ import annotations
@@ -94,32 +97,37 @@ def _pairwise_inter_union(geometry1: tuple[Tensor, ...], geometry2: tuple[Tensor
     return inter, union.sub_(inter)
 
 
-def pairwise_box_iou(boxes1: Tensor, boxes2: Tensor, in_fmt: BoxFormat = "xyxy") -> Tensor:
-    """IoU of every box of `boxes1` with every box of `boxes2`.
+def pairwise_box_iou(boxes1: Tensor, boxes2: Tensor, in_fmt: BoxFormat = "xyxy", eps: float = 0.0) -> Tensor:
+    """IoU of every box of `boxes1` with every box of `boxes2`: inter / (union + eps).
 
     boxes1: (..., N, 4); boxes2: (..., M, 4), same leading dims, both in `in_fmt`.
     Returns (..., N, M).
     """
     inter, union = _pairwise_inter_union(*_pairwise_geometry(boxes1, boxes2, in_fmt))
-    return inter.div_(union)
+    return inter.div_(union.add_(eps) if eps else union)
 
 
-def pairwise_generalized_box_iou(boxes1: Tensor, boxes2: Tensor, in_fmt: BoxFormat = "xyxy") -> Tensor:
-    """Generalized IoU (Rezatofighi et al. 2019) of every pair, in [-1, 1].
+def pairwise_generalized_box_iou(
+    boxes1: Tensor, boxes2: Tensor, in_fmt: BoxFormat = "xyxy", eps: float = 0.0
+) -> Tensor:
+    """Generalized IoU (Rezatofighi et al. 2019) of every pair, in [-1, 1]:
+    inter / (union + eps) - (enclosing - union) / (enclosing + eps).
 
     boxes1: (..., N, 4); boxes2: (..., M, 4), same leading dims, both in `in_fmt`.
     Returns (..., N, M).
     """
     geometry = _pairwise_geometry(boxes1, boxes2, in_fmt)
     inter, union = _pairwise_inter_union(*geometry)
-    iou = inter.div_(union)
+    iou = inter.div_(union + eps) if eps else inter.div_(union)
     enclosing, spare = _pairwise_extent(*geometry, enclosing=True)
     # giou = iou - (enclosing - union) / enclosing
-    return iou.sub_(torch.sub(enclosing, union, out=spare).div_(enclosing))
+    gap = torch.sub(enclosing, union, out=spare)
+    return iou.sub_(gap.div_(enclosing.add_(eps) if eps else enclosing))
 
 
-def aligned_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Generalized IoU of corresponding boxes (the diagonal of the pairwise matrix).
+def aligned_generalized_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
+    """Generalized IoU of corresponding boxes (the diagonal of the pairwise matrix), with `eps`
+    added to the union and the enclosing area where they divide.
 
     boxes1, boxes2: (..., 4) xyxy with the same shape. Returns (...).
     """
@@ -130,9 +138,9 @@ def aligned_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     wh = (bottom_right - top_left).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = area1 + area2 - inter
-    iou = inter / union
+    iou = inter / (union + eps) if eps else inter / union
     top_left = torch.minimum(boxes1[..., :2], boxes2[..., :2])
     bottom_right = torch.maximum(boxes1[..., 2:], boxes2[..., 2:])
     wh = (bottom_right - top_left).clamp(min=0)
     enclosing = wh[..., 0] * wh[..., 1]
-    return iou - (enclosing - union) / enclosing
+    return iou - (enclosing - union) / (enclosing + eps if eps else enclosing)

@@ -118,6 +118,10 @@ class SupervisionTask:
         batch's target count); H-DETR's one-to-many branch uses k (its targets are
         repeated k times), Group DETR the number of groups G, DN-DETR / DINO denoising the
         number of denoising groups, DAC-DETR's branch 3.
+    clamp_after_scale: divide by max(N * normalizer_scale, 1) instead of max(N, 1) *
+        normalizer_scale (the two differ only for a batch with fewer than one target per rank):
+        DAC-DETR's branch and H-DETR's one-to-many branch count their scaled targets, then
+        clamp; DN-DETR / DINO denoising clamp N first (`losses.normalization.task_normalizer`).
     """
 
     stream: str
@@ -128,6 +132,7 @@ class SupervisionTask:
     log_class_error: bool = False
     rank_tau: float | None = None
     normalizer_scale: float = 1.0
+    clamp_after_scale: bool = False
 
     @property
     def name(self) -> str:

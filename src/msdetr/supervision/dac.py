@@ -14,8 +14,9 @@ capped at 75 an image). As released:
   IoU-aware qualities rank in that order, and a query named twice for one class takes
   the target listed last;
 - each task carries prime-sample weights exp(-rank / 1.5) and a normalizer of 3x the
-  number of targets (its "balance" targets); the released classification loss of the
-  branch is the IoU-aware one (`classification_loss.dac: iou_aware`).
+  number of targets (its "balance" targets), clamped at 1 after scaling: max(3N, 1), as
+  released; the released classification loss of the branch is the IoU-aware one
+  (`classification_loss.dac: iou_aware`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class DacSupervision:
                 log_class_error=layer == num_layers - 1,
                 rank_tau=self.tau,
                 normalizer_scale=self.normalizer_scale,
+                clamp_after_scale=True,
             )
             for layer in range(num_layers)
         ]

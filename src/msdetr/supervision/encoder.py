@@ -19,14 +19,17 @@ class EncoderAssigner:
     cost_bbox, cost_giou: matching cost weights (the official encoder matcher
     reuses the decoder's, 5 / 2). match_on_anchors: match the (B, S, 4) anchors
     (official) instead of the refined proposal boxes. cost_class: class cost weight
-    (0 for MS-DETR; Deformable DETR's and H-DETR's code use the decoder's, 2).
+    (0 for MS-DETR; Deformable DETR's and H-DETR's code use the decoder's, 2). iou_epsilon: of the
+    GIoU cost (`HungarianAssigner`).
     """
 
     def __init__(self, cost_bbox: float = 5.0, cost_giou: float = 2.0, match_on_anchors: bool = True,
-                 cost_class: float = 0.0, focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> None:
+                 cost_class: float = 0.0, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
+                 iou_epsilon: float = 0.0) -> None:
         # cost_class > 0: the Deformable-DETR / H-DETR encoder matcher (focal class cost on class 0)
         self.hungarian = HungarianAssigner(cost_class=cost_class, cost_bbox=cost_bbox, cost_giou=cost_giou,
-                                           focal_alpha=focal_alpha, focal_gamma=focal_gamma)
+                                           focal_alpha=focal_alpha, focal_gamma=focal_gamma,
+                                           iou_epsilon=iou_epsilon)
         self.match_on_anchors = match_on_anchors
 
     def __call__(self, encoder: EncoderPredictions, targets: Targets, agnostic: bool = False) -> Assignment:

@@ -43,6 +43,7 @@ class HungarianAssigner:
     cost_class, cost_bbox, cost_giou: weights of the three costs (official defaults 2 / 5 / 2).
     A zero `cost_class` skips the class term (the two-stage encoder matcher).
     focal_alpha, focal_gamma: of the class cost.
+    iou_epsilon: added to the GIoU's union and enclosing area (`supervision.iou_epsilon`; 0: exact).
     mask_cost: optional extra cost term on masks (`MaskMatchingCost`), used when the predictions
         carry masks (mask head).
 
@@ -58,6 +59,7 @@ class HungarianAssigner:
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         mask_cost: MaskMatchingCost | None = None,
+        iou_epsilon: float = 0.0,
     ) -> None:
         if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
             raise MsdetrError(
@@ -69,6 +71,7 @@ class HungarianAssigner:
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.mask_cost = mask_cost
+        self.iou_epsilon = iou_epsilon
 
     @torch.no_grad()
     def cost_matrix(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
@@ -82,7 +85,7 @@ class HungarianAssigner:
                 prob = logits.detach().float().gather(2, index).sigmoid_()  # (B, Q, T)
                 class_cost = focal_matching_cost(prob, self.focal_alpha, self.focal_gamma)
                 cost = cost + self.cost_class * class_cost
-            giou = pairwise_generalized_box_iou(boxes, padded.boxes, in_fmt="cxcywh")
+            giou = pairwise_generalized_box_iou(boxes, padded.boxes, in_fmt="cxcywh", eps=self.iou_epsilon)
             cost = cost + self.cost_giou * -giou
         return cost
 

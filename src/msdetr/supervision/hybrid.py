@@ -1,8 +1,8 @@
 """H-DETR hybrid matching: one-to-one (Hungarian) matching of the `hybrid` stream against
 the targets repeated k times, on every decoder layer, so each object gets k queries.
 
-H-DETR computes the branch's loss normalizer from the repeated targets (k * N); with
-`official_normalization` the tasks carry `normalizer_scale = k`. Its encoder proposal
+H-DETR computes the branch's loss normalizer from the repeated targets, max(k * N, 1); with
+`official_normalization` the tasks carry `normalizer_scale = k`, clamped after scaling. Its encoder proposal
 loss is not repeated for the branch (only the primary criterion call sees the proposals).
 """
 
@@ -34,4 +34,5 @@ class HybridSupervision:
         if self.official_normalization:
             for task in tasks:
                 task.normalizer_scale = float(self.k)
+                task.clamp_after_scale = True
         return tasks
