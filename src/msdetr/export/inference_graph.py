@@ -53,8 +53,8 @@ class InferenceGraph(nn.Module):
         logits, boxes = output.logits.float(), output.boxes.float()
         batch, pairs = logits.shape[0], logits.shape[1] * self.num_classes
         # two-stage on a small input: fewer queries than num_queries (one per encoder token). A
-        # fixed-size export sees that count as an int; a dynamic one keeps K = self.topk
-        k = min(self.topk, pairs) if isinstance(pairs, int) else self.topk
+        # fixed-size export fixes that count (the tracer's size tensor); a dynamic one keeps K = self.topk
+        k = self.topk if isinstance(pairs, torch.SymInt) else min(self.topk, int(pairs))
         scores, index = logits.sigmoid().reshape(batch, -1).topk(k, dim=1)
         query = torch.div(index, self.num_classes, rounding_mode="floor")
         labels = index - query * self.num_classes
