@@ -2,9 +2,10 @@
 
 Two-stage (H-DETR's recipes): the encoder proposals ranked right after the primary
 top-Q (one top-(Q + E) selection split after Q, as H-DETR does) give the positional
-queries and reference boxes (on images with fewer than Q + E encoder tokens, the last
-min(E, S) of the top-S, overlapping the primary's lowest ranks); with mixed selection the content queries are E learned
-embeddings (H-DETR's `query_embed` rows Q..Q+E-1), otherwise the proposals' own content.
+queries and reference boxes (on images with S < Q + E encoder tokens, the last min(E, S)
+of the top-S, overlapping the primary's lowest ranks); with mixed selection the content
+queries are E learned embeddings (H-DETR's `query_embed` rows Q..Q+E-1), otherwise the
+proposals' own content.
 Single-stage: E learned (position, content) pairs; reference points from the primary's
 reference-point layer (shared, as H-DETR shares it over all Q + E queries).
 

@@ -152,8 +152,9 @@ class TwoStageQueries(nn.Module):
             # the primary takes the top min(Q, k), the extra ones the last min(E, k) of the top-k: ranks
             # Q..Q+E-1 whenever the encoder has Q + E tokens; on smaller images they overlap the primary's
             # lowest ranks (shared proposals, as Group DETR's groups share the primary's)
-            q, e = min(self.num_queries, k), max(0, k - num_extra)
-            extra = QueryInit(tgt=tgt[:, e:], query_pos=query_pos[:, e:], reference_points=reference_points[:, e:])
+            q, start = min(self.num_queries, k), max(0, k - num_extra)
+            extra = QueryInit(tgt=tgt[:, start:], query_pos=query_pos[:, start:],
+                              reference_points=reference_points[:, start:])
             tgt, query_pos, reference_points = tgt[:, :q], query_pos[:, :q], reference_points[:, :q]
         if self.content_embed is not None:
             # one learned content query per selected proposal rank: with fewer encoder tokens than
