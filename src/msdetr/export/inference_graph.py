@@ -27,7 +27,8 @@ class InferenceGraph(nn.Module):
                 labels (B, K) int64 class indices,
                 and, for a detector with a mask head, masks (B, K, H, W) bool at the input's
                 resolution (mask logit > 0, as `evaluation.mask_postprocess`),
-        with K = min(topk, num_queries * num_classes) over all (query, class) pairs.
+        with K = min(topk, num_queries * num_classes) over all (query, class) pairs (fewer at a
+        fixed size so small that a two-stage detector has fewer queries than num_queries).
     """
 
     def __init__(self, detector: DeformableDETR, topk: int = 100):
@@ -50,8 +51,11 @@ class InferenceGraph(nn.Module):
         pixel_mask = torch.zeros_like(images[:, 0], dtype=torch.bool)
         output = self.detector(images, pixel_mask, all_streams=False)
         logits, boxes = output.logits.float(), output.boxes.float()
-        batch = logits.shape[0]
-        scores, index = logits.sigmoid().reshape(batch, -1).topk(self.topk, dim=1)
+        batch, pairs = logits.shape[0], logits.shape[1] * self.num_classes
+        # two-stage on a small input: fewer queries than num_queries (one per encoder token). A
+        # fixed-size export fixes that count (the tracer's size tensor); a dynamic one keeps K = self.topk
+        k = self.topk if isinstance(pairs, torch.SymInt) else min(self.topk, int(pairs))
+        scores, index = logits.sigmoid().reshape(batch, -1).topk(k, dim=1)
         query = torch.div(index, self.num_classes, rounding_mode="floor")
         labels = index - query * self.num_classes
         picked = torch.gather(boxes, 1, query.unsqueeze(-1).expand(-1, -1, 4))

@@ -13,6 +13,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from msdetr.config.model import BackboneConfig
 from msdetr.errors import MsdetrError
+from msdetr.modeling.norm import GroupNorm
 
 _WEIGHTS_ENUMS = {
     "resnet18": "ResNet18_Weights",
@@ -27,7 +28,7 @@ _LAYER_CHANNELS = {
     "resnet101": (256, 512, 1024, 2048),
 }
 def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, channels)
+    return GroupNorm(32, channels)
 
 
 # model.backbone.norm -> torchvision's `norm_layer`; the state dict keys are the same for all three.

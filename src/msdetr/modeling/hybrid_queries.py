@@ -2,8 +2,10 @@
 
 Two-stage (H-DETR's recipes): the encoder proposals ranked right after the primary
 top-Q (one top-(Q + E) selection split after Q, as H-DETR does) give the positional
-queries and reference boxes; with mixed selection the content queries are E learned
-embeddings (H-DETR's `query_embed` rows Q..Q+E-1), otherwise the proposals' own content.
+queries and reference boxes (on images with S < Q + E encoder tokens, the last min(E, S)
+of the top-S, overlapping the primary's lowest ranks); with mixed selection the content
+queries are E learned embeddings (H-DETR's `query_embed` rows Q..Q+E-1), otherwise the
+proposals' own content.
 Single-stage: E learned (position, content) pairs; reference points from the primary's
 reference-point layer (shared, as H-DETR shares it over all Q + E queries).
 
@@ -41,7 +43,7 @@ class HybridQueries(nn.Module):
             extra = context.primary.extra
             if extra is None:
                 raise MsdetrError("hybrid queries: the two-stage query module returned no extra proposals")
-            count = extra.tgt.shape[1]  # E, or fewer when the image has fewer encoder tokens
+            count = extra.tgt.shape[1]  # E, or min(E, S) when the image has S < E encoder tokens
             tgt = extra.tgt
             if self.content_embed is not None:
                 tgt = self.content_embed.weight[:count][None].expand(b, -1, -1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from msdetr.modeling.heads import MLP
+from msdetr.modeling.norm import GroupNorm
 from msdetr.modeling.outputs import MaskPredictions
 
 
@@ -30,7 +31,7 @@ class MaskHead(nn.Module):
         self.stride = stride
         self.pixel_proj = nn.Sequential(
             nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1, bias=False),
-            nn.GroupNorm(32, hidden_dim),
+            GroupNorm(32, hidden_dim),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden_dim, mask_dim, 1),
         )

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from msdetr.modeling.norm import GroupNorm
+
 
 class InputProjection(nn.Module):
     """1x1 conv + GroupNorm per backbone level; 3x3 stride-2 conv + GroupNorm per extra level.
@@ -19,7 +21,7 @@ class InputProjection(nn.Module):
             in_channels = in_channels[-num_levels:]
         self.num_backbone_levels = len(in_channels)
         projections = [
-            nn.Sequential(nn.Conv2d(c, hidden_dim, kernel_size=1), nn.GroupNorm(num_groups, hidden_dim))
+            nn.Sequential(nn.Conv2d(c, hidden_dim, kernel_size=1), GroupNorm(num_groups, hidden_dim))
             for c in in_channels
         ]
         prev = in_channels[-1]
@@ -27,7 +29,7 @@ class InputProjection(nn.Module):
             projections.append(
                 nn.Sequential(
                     nn.Conv2d(prev, hidden_dim, kernel_size=3, stride=2, padding=1),
-                    nn.GroupNorm(num_groups, hidden_dim),
+                    GroupNorm(num_groups, hidden_dim),
                 )
             )
             prev = hidden_dim

@@ -29,7 +29,9 @@ class QueryInit:
     encoder:          two-stage proposals, or None
     extra:            two-stage only, when asked (`num_extra`): the E proposals ranked right after
                       the primary top-Q, as queries (B, E, ...) built the same way (extra query
-                      groups such as H-DETR's hybrid branch take them); None otherwise
+                      groups such as H-DETR's hybrid branch take them; on images with fewer than
+                      Q + E encoder tokens the last min(E, S) of the top-min(Q + E, S) ranks);
+                      None otherwise
     position_of:      (B, E, 4) boxes in logit space -> (B, E, D) positional queries made the way
                       the primary's are (for extra query groups, e.g. denoising); None when the
                       decoder computes positional queries itself (anchor queries) or has none
@@ -124,6 +126,12 @@ class TwoStageQueries(nn.Module):
         num_extra: also return the next `num_extra` proposals (one top-(Q + E) selection,
                    split after Q) in `QueryInit.extra`, without content queries of their own
                    (their `tgt` is the proposal content part even with mixed selection)
+
+        Small images: with S < Q (+ E) encoder tokens (S of the padded batch, so one count for the
+        whole batch) the primary gets k = min(Q, S) queries, proposal ranks 0..k-1, and with mixed
+        selection the first k content embeddings (the others are unused for that batch); every
+        stream built from them has k queries. The extra proposals are then the last min(E, S)
+        ranks, overlapping the primary's when S < Q + E.
         """
         out_memory, anchors_unact = encoder_proposals(memory, padding_mask, spatial_shapes)
         out_memory = self.enc_output_norm(self.enc_output(out_memory))
@@ -141,11 +149,18 @@ class TwoStageQueries(nn.Module):
         reference_points = top_boxes_unact.sigmoid()
         extra = None
         if num_extra:
-            q = self.num_queries
-            extra = QueryInit(tgt=tgt[:, q:], query_pos=query_pos[:, q:], reference_points=reference_points[:, q:])
+            # the primary takes the top min(Q, k), the extra ones the last min(E, k) of the top-k: ranks
+            # Q..Q+E-1 whenever the encoder has Q + E tokens; on smaller images they overlap the primary's
+            # lowest ranks (shared proposals, as Group DETR's groups share the primary's)
+            q, start = min(self.num_queries, k), max(0, k - num_extra)
+            extra = QueryInit(tgt=tgt[:, start:], query_pos=query_pos[:, start:],
+                              reference_points=reference_points[:, start:])
             tgt, query_pos, reference_points = tgt[:, :q], query_pos[:, :q], reference_points[:, :q]
         if self.content_embed is not None:
-            tgt = self.content_embed.weight[None].expand(memory.shape[0], -1, -1)
+            # one learned content query per selected proposal rank: with fewer encoder tokens than
+            # Q (small images) only the first `reference_points.shape[1]` are used
+            count = reference_points.shape[1]
+            tgt = self.content_embed.weight[:count][None].expand(memory.shape[0], -1, -1)
         encoder = EncoderPredictions(logits=logits, boxes=boxes_unact.sigmoid(), anchors=anchors_unact.sigmoid())
         return QueryInit(tgt=tgt, query_pos=query_pos, reference_points=reference_points, encoder=encoder,
                          extra=extra, position_of=self.positional_query)

@@ -70,7 +70,9 @@ class QueryContext:
 
     A provider with an int attribute `num_proposals` > 0 gets, with two-stage, the proposals
     ranked right after the primary top-Q in `primary.extra` (the detector asks for the largest
-    `num_proposals`; fewer when the image has fewer encoder tokens).
+    `num_proposals`; with fewer than Q + E encoder tokens, the lowest-ranked min(E, S) proposals of
+    the top-min(Q + E, S), overlapping the primary's: see `TwoStageQueries.forward`). With fewer
+    than Q tokens the primary itself has only S queries (`primary.tgt.shape[1]`).
     """
 
     primary: QueryInit

@@ -67,7 +67,10 @@ def _sample_and_weight(maps: list[Tensor], grids: list[Tensor], weights: Tensor,
 
 class _SampleAndWeight(torch.autograd.Function):
     """`_sample_and_weight` with a backward that also runs chunk by chunk: the gradient
-    of a chunk's samples is made, handed to grid_sample's backward and dropped while in cache."""
+    of a chunk's samples is made, handed to grid_sample's backward and dropped while in cache.
+
+    The samples are saved with `save_for_backward` (with the inputs): autograd frees them with the
+    graph (after a backward, unless `retain_graph=True`, which may then backpropagate again)."""
 
     @staticmethod
     def forward(ctx, chunk: int, weights: Tensor, *levels: Tensor) -> Tensor:
@@ -75,22 +78,25 @@ class _SampleAndWeight(torch.autograd.Function):
         num_levels = len(levels) // 2
         maps, grids = list(levels[:num_levels]), list(levels[num_levels:])
         ctx.chunk = chunk
-        ctx.sampled = []  # intermediates, (chunk, level) order
-        ctx.save_for_backward(weights, *levels)
-        return _sample_and_weight(maps, grids, weights, chunk, keep=ctx.sampled)
+        ctx.num_inputs = 1 + len(levels)
+        sampled = []  # intermediates (chunk, D, P, Lq), (chunk, level) order
+        out = _sample_and_weight(maps, grids, weights, chunk, keep=sampled)
+        ctx.save_for_backward(weights, *levels, *sampled)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         """grad: (B, D, Lq) -> None (chunk), grads of weights, of each map and of each grid."""
-        weights, *levels = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        weights, *levels = saved[: ctx.num_inputs]
         num_levels = len(levels) // 2
         maps, grids = levels[:num_levels], levels[num_levels:]
         grad = grad.contiguous()  # often a transposed view: the loops below want rows of Lq
         grad_weights = torch.empty_like(weights)
         grad_maps = [torch.empty_like(m) for m in maps]
         grad_grids = [torch.empty_like(g) for g in grids]
-        sampled = iter(ctx.sampled)
+        sampled = iter(saved[ctx.num_inputs :])
         b = weights.shape[0]
         for start in range(0, b, ctx.chunk):
             end = min(start + ctx.chunk, b)
@@ -107,7 +113,6 @@ class _SampleAndWeight(torch.autograd.Function):
                 torch.mul(level_sampled[:, 0], grad_chunk[:, 0, None], out=out)
                 for c in range(1, level_sampled.shape[1]):
                     out.addcmul_(level_sampled[:, c], grad_chunk[:, c, None])
-        ctx.sampled = None
         return (None, grad_weights, *grad_maps, *grad_grids)
 
 
