@@ -55,7 +55,12 @@ def phase2_argv(args: argparse.Namespace, checkpoint: Path) -> list[str]:
     from msdetr.config.loader import load_config
 
     lr = load_config(args.base, args.set).train.optimizer.lr
-    variants = args.variants.split(",") if args.variants else [args.base, f"{args.base}+ms_detr"]
+    if args.variants == "systems":
+        from msdetr.compare.systems import system_variants
+
+        variants = system_variants(args.base)
+    else:
+        variants = args.variants.split(",") if args.variants else [args.base, f"{args.base}+ms_detr"]
     budget = ["--steps", str(args.steps)] if args.steps else ["--minutes", str(args.minutes)]
     argv = ["compare", *variants, "--seeds", args.seeds, *budget, "--jobs", str(args.jobs),
             "--device", args.device, "--init-backbone", str(checkpoint), "--out", str(Path(args.out) / "phase2"),
@@ -68,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="tiny_ddetr", help="the baseline (phase 1 trains it; default: tiny_ddetr)")
     parser.add_argument("--variants", default=None,
-                        help="comma-separated phase-2 variants (default: BASE,BASE+ms_detr)")
+                        help="comma-separated phase-2 variants (default: BASE,BASE+ms_detr); 'systems': the "
+                        "ten systems of the paper on BASE, alone and with MS-DETR (msdetr.compare.systems)")
     parser.add_argument("--seeds", default="0,1,2", help="phase-2 seeds (default: 0,1,2)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=int, help="phase-2 optimizer steps per run")

@@ -36,17 +36,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))  # run from a checkout without installing
 
-# The ten systems on a base (the first is the reference); each also runs with MS-DETR.
-SYSTEMS = ["", "+pp", "+dab", "+pp+hybrid", "+pp+group", "+dab+dn", "+pp+dino", "+pp+dac", "+pp+dino+align", "+mask"]
+from msdetr.compare.systems import system_variants  # noqa: E402
+
 COMPARE_BASE = "tiny_ddetr"
 R50_SIZE = "800x1088"
 
 
 def compare_variants(base: str = COMPARE_BASE) -> list[str]:
-    """The 20 variants: every system alone, then with MS-DETR."""
-    alone = [f"{base}{s}" for s in SYSTEMS]
-    return alone + [f"{v}+ms_detr" for v in alone]
+    """The 20 variants: the ten systems alone, then with MS-DETR (`msdetr.compare.systems`)."""
+    return system_variants(base)
 
 
 @dataclass

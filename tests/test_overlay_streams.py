@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from msdetr.compare.systems import system_variants
 from msdetr.config.loader import load_config
 from msdetr.config.overlays import METHOD_ORDER
 from msdetr.losses import build_criterion
@@ -51,12 +52,10 @@ def expected_streams(methods: list[str]) -> set[str]:
     return streams
 
 
-@pytest.mark.parametrize("with_msdetr", [False, True], ids=["alone", "with_ms_detr"])
-@pytest.mark.parametrize("method", [m for m in METHOD_ORDER if m != "ms_detr"])
-def test_method_overlay_trains_a_step_with_its_streams(method, with_msdetr):
+def _step_streams(spec: str) -> tuple[set[str], set[str]]:
+    """One forward / backward of `spec` (shrunk): the streams and the term names of its loss."""
     torch.manual_seed(0)
-    methods = [method, "ms_detr"] if with_msdetr else [method]
-    cfg = load_config("+".join(["tiny_ddetr", *methods]), SHRINK)
+    cfg = load_config(spec, SHRINK)
     model = build_model(cfg.model)
     criterion = build_criterion(cfg.supervision, cfg.model.num_classes, with_masks=cfg.model.mask_head.enabled)
     images, pixel_mask, targets = _batch(cfg.model.mask_head.enabled)
@@ -66,7 +65,20 @@ def test_method_overlay_trains_a_step_with_its_streams(method, with_msdetr):
     assert torch.isfinite(result.total)
     result.total.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-    streams = {key.split(".")[0] for key in result.terms}
-    assert streams == expected_streams(methods), sorted(result.terms)
-    terms = {key.rsplit(".", 1)[-1] for key in result.terms}
+    return {key.split(".")[0] for key in result.terms}, {key.rsplit(".", 1)[-1] for key in result.terms}
+
+
+@pytest.mark.parametrize("with_msdetr", [False, True], ids=["alone", "with_ms_detr"])
+@pytest.mark.parametrize("method", [m for m in METHOD_ORDER if m != "ms_detr"])
+def test_method_overlay_trains_a_step_with_its_streams(method, with_msdetr):
+    methods = [method, "ms_detr"] if with_msdetr else [method]
+    streams, terms = _step_streams("+".join(["tiny_ddetr", *methods]))
+    assert streams == expected_streams(methods)
     assert ({"mask", "dice"} <= terms) == (method == "mask")
+
+
+@pytest.mark.parametrize("spec", [v for v in system_variants() if v.count("+") >= 2 and "+dab+ms_detr" not in v])
+def test_the_stacked_systems_train_a_step_with_their_streams(spec):
+    """The paper's systems that stack methods (H-DETR on ++, DN on DAB, Align on DINO, ...)."""
+    streams, _ = _step_streams(spec)
+    assert streams == expected_streams(spec.split("+")[1:])
