@@ -6,7 +6,6 @@ import argparse
 import os
 import platform
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -77,6 +76,20 @@ def _data_note(runs) -> str | None:
     return None
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The study as one `msdetr compare` command (whoever called it: the CLI or a script)."""
+    parts = ["msdetr", "compare", *args.variants, "--seeds", args.seeds]
+    parts += ["--steps", str(args.steps)] if args.steps is not None else ["--minutes", str(args.minutes)]
+    parts += ["--jobs", str(args.jobs), "--device", args.device]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    if args.init_backbone:
+        parts += ["--init-backbone", args.init_backbone]
+    for item in args.overrides:
+        parts += ["--set", item]
+    return " ".join(shlex.quote(p) for p in [*parts, "--out", args.out])
+
+
 def run(args: argparse.Namespace) -> int:
     from msdetr.compare.plan import Budget, parse_seeds, plan_runs
     from msdetr.compare.plots import write_plots
@@ -100,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     outcomes = run_all(runs, args.jobs, log=lambda line: print(line, flush=True), report_every_s=args.report_every)
     header = {
-        "command": "msdetr compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["compare"]
-        else "msdetr compare " + " ".join(shlex.quote(v) for v in args.variants),
+        "command": command_line(args),
         "machine": _machine(args.device),
         "device": args.device,
         "budget": budget.as_dict(),
