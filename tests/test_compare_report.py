@@ -127,5 +127,5 @@ def test_compare_json_markdown_and_plots(tmp_path):
 
 def test_stream_losses_take_a_logged_total_or_sum_the_terms():
     record = {"one_to_one": 2.0, "one_to_one.layer0.cls": 9.0, "one_to_many.layer0.cls": 1.0,
-              "one_to_many.layer1.giou": 0.5, "denoising_x": 3.0, "loss": 7.0}
-    assert stream_losses(record) == {"one_to_one": 2.0, "one_to_many": 1.5}
+              "one_to_many.layer1.giou": 0.5, "denoising/cls": 3.0, "groupies": 4.0, "loss": 7.0, "lr": 1e-3}
+    assert stream_losses(record) == {"one_to_one": 2.0, "one_to_many": 1.5, "denoising": 3.0}
