@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process (default: 1)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per run (default on the CPU: the cores divided by --jobs)")
+                   help="torch threads per run (default: the cores divided by --jobs)")
     p.add_argument("--init-backbone", metavar="CKPT", help="start every run's backbone from CKPT (msdetr train)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every variant (repeatable), e.g. --set data.root=data/coco")
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     budget = Budget(steps=args.steps, minutes=args.minutes)
     seeds = parse_seeds(args.seeds)
     threads = args.threads
-    if threads is None and not args.device.startswith("cuda"):
+    if threads is None:  # the cores shared between the runs (data loading and CPU-side work on a GPU too)
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
     out = Path(args.out)
     runs = plan_runs(args.variants, seeds, budget, out, args.overrides, args.device, threads, args.init_backbone)
