@@ -136,74 +136,10 @@ def test_versus_hf_builds_the_same_architecture(tmp_path):
         assert row["train_step_seconds"]["median"] > 0 and row["infer_seconds_per_image"]["median"] > 0
 
 
-def test_convergence_trains_both_variants_and_plots(tmp_path):
-    out, plots = tmp_path / "conv.json", tmp_path / "img"
-    data = [
-        "data.synthetic.train=8",
-        "data.synthetic.val=4",
-        "data.synthetic.size=64",
-        "data.transforms.train_min_sizes=[64]",
-        "data.transforms.train_max_size=64",
-        "data.transforms.eval_min_size=64",
-        "data.transforms.eval_max_size=64",
-        "data.num_workers=0",
-        "train.batch_size=4",
-        "train.epochs=2",
-        "train.schedule.warmup_steps=1",
-    ]
-    done = run_script(
-        "convergence.py",
-        [
-            "--seeds",
-            "0",
-            "--jobs",
-            "2",
-            "--threads",
-            "1",
-            "--output",
-            str(tmp_path / "runs"),
-            "--json",
-            str(out),
-            "--plots",
-            str(plots),
-            *overrides(SMALL_MODEL + data),
-        ],
-        tmp_path,
-    )
-    result = json.loads(out.read_text())
-    assert set(result["summary"]) == {"baseline", "msdetr"}
-    for name, entry in result["summary"].items():
-        loss = entry["per_epoch"]["one_to_one_loss"]
-        assert [p["epoch"] for p in loss] == [1, 2], name
-        assert all(math.isfinite(p["mean"]) and p["mean"] > 0 for p in loss)
-        maps = entry["per_epoch"]["bbox_mAP"]
-        assert [p["epoch"] for p in maps] == [1, 2] and all(0 <= p["mean"] <= 1 for p in maps)
-    assert "MS-DETR" in done.stdout
-    for suffix in ("loss", "map"):
-        png = plots / f"convergence_tiny_{suffix}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A finished run is reused: a second call trains nothing and gives the same result.
-    again = run_script(
-        "convergence.py",
-        [
-            "--seeds",
-            "0",
-            "--output",
-            str(tmp_path / "runs"),
-            "--json",
-            str(out),
-            *overrides(SMALL_MODEL + data),
-        ],
-        tmp_path,
-    )
-    assert "start" not in again.stdout
-    assert json.loads(out.read_text())["runs"] == result["runs"]
-
-
+@pytest.mark.slow
 def test_convergence_pretrained_protocol_trains_the_backbone_once_and_reuses_it(tmp_path):
-    """Phase 1 pre-trains once; phase 2 runs start from its backbone (frozen BatchNorm, backbone lr
-    0.1 x lr) on other data; the result records both phases."""
-    out = tmp_path / "conv.json"
+    """Phase 1 pre-trains once (a rerun reuses it); phase 2 is `msdetr compare` from its backbone
+    (frozen BatchNorm, backbone lr 0.1 x lr) on other data."""
     data = [
         "data.synthetic.train=4",
         "data.synthetic.val=2",
@@ -214,26 +150,21 @@ def test_convergence_pretrained_protocol_trains_the_backbone_once_and_reuses_it(
         "data.transforms.eval_max_size=64",
         "data.num_workers=0",
         "train.batch_size=2",
-        "train.epochs=1",
         "train.schedule.warmup_steps=1",
     ]
-    run_script(
-        "convergence.py",
-        ["--protocol", "pretrained", "--pretrain-epochs", "1", "--seeds", "0", "--threads", "1",
-         "--output", str(tmp_path / "runs"), "--json", str(out), *overrides(SMALL_MODEL + data)],
-        tmp_path,
-    )
-    result = json.loads(out.read_text())
-    info = result["pretrained"]
-    assert info["phase1_result"]["epochs"] and info["backbone"].endswith("pretrain/last.pt")
-    assert "data.synthetic.layout=coloured" in info["phase1_overrides"]
-    assert "model.backbone.norm=frozen_bn" in info["phase2_overrides"]
+    args = ["--pretrain-steps", "2", "--steps", "2", "--seeds", "0", "--threads", "1", "--device", "cpu",
+            "--out", str(tmp_path / "study"), *overrides(SMALL_MODEL + data)]
+    done = run_script("convergence.py", args, tmp_path)
+    result = json.loads((tmp_path / "study" / "phase2" / "compare.json").read_text())
+    assert [v["name"] for v in result["variants"]] == ["tiny_ddetr", "tiny_ddetr+ms_detr"]
+    assert result["init_backbone"].endswith("phase1/runs/tiny_ddetr/seed0/last.pt")
+    assert "data.synthetic.layout=simple" in result["overrides"]
     backbone = "backbone.body.layer2.0.conv1.weight"
     import torch
 
-    source = torch.load(tmp_path / "runs" / "pretrain" / "last.pt", map_location="cpu", weights_only=False)
-    for variant in ("baseline", "msdetr"):
-        run = tmp_path / "runs" / f"{variant}_seed0"
+    source = torch.load(result["init_backbone"], map_location="cpu", weights_only=False)
+    for variant in ("tiny_ddetr", "tiny_ddetr+ms_detr"):
+        run = tmp_path / "study" / "phase2" / "runs" / variant / "seed0"
         assert "init backbone from" in (run / "train.log").read_text()
         config = (run / "config.yaml").read_text()
         assert "layout: simple" in config and "frozen_bn" in config and "lr_backbone: 0.0001" in config
@@ -241,7 +172,9 @@ def test_convergence_pretrained_protocol_trains_the_backbone_once_and_reuses_it(
         # trained on from the pre-trained backbone at a low lr: close to it, not equal to a fresh init
         drift = (ckpt["model"][backbone] - source["model"][backbone]).abs().max().item()
         assert 0 < drift < 0.05
-    assert set(result["summary"]) == {"baseline", "msdetr"}
+    assert "phase 1" in done.stdout
+    again = run_script("convergence.py", args, tmp_path)
+    assert "reusing 1 finished run(s)" in again.stdout and "reusing 2 finished run(s)" in again.stdout
 
 
 def test_supervision_balance_reports_gradient_shares_and_positives(tmp_path):

@@ -17,6 +17,7 @@ from msdetr.errors import MsdetrError
 COMMAND_MODULES = [
     "msdetr.commands.train",
     "msdetr.commands.eval",
+    "msdetr.commands.compare",
     "msdetr.commands.convert",
     "msdetr.commands.predict",
     "msdetr.commands.candidates",

@@ -33,6 +33,7 @@ def _presets_epilog() -> str:
         "examples:",
         "  msdetr train                                   # tiny MS-DETR on synthetic data, CPU, minutes",
         "  msdetr train --config msdetr_r50_300 --set data.root=data/coco",
+        "  msdetr train --config ddetr_pp_r50_300+hybrid+ms_detr --set data.root=data/coco",
         "  torchrun --nproc_per_node 8 -m msdetr train --config msdetr_pp_r50_300",
         "  msdetr train --resume runs/tiny                # continue an interrupted run",
         "  msdetr train --config my.yaml --init-weights runs/tiny/best.pt",
@@ -51,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=_presets_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", metavar="PRESET_OR_YAML", help=f"preset name or YAML file (default: {DEFAULT_PRESET})")
+    p.add_argument("--config", metavar="PRESET_OR_YAML",
+                   help=f"preset name or YAML file (default: {DEFAULT_PRESET}), optionally with training methods "
+                   "as overlays: BASE+METHOD+..., e.g. tiny_ddetr+hybrid+ms_detr (docs/compare.md)")
     p.add_argument(
         "--set",
         dest="overrides",

@@ -26,6 +26,7 @@ import yaml
 from msdetr.config.checks import config_problems
 from msdetr.config.dataclass_io import from_dict, to_dict
 from msdetr.config.origins import Origins
+from msdetr.config.overlays.resolve import is_variant, load_variant, variant_dict
 from msdetr.config.schema import Config
 from msdetr.errors import MsdetrError
 
@@ -82,8 +83,11 @@ def resolve_source(source: str, relative_to: Path | None = None) -> Path:
 def load_config(source: str | None = None, overrides: Iterable[str] = ()) -> Config:
     """Build the run configuration from a preset name or YAML path plus `key=value` overrides.
 
-    source: None uses the `tiny` preset (the CPU demo).
+    source: None uses the `tiny` preset (the CPU demo); `BASE+METHOD+...` applies training
+        methods as overlays to a base preset or file (`msdetr.config.overlays`).
     """
+    if is_variant(source):
+        return load_variant(source, overrides)
     path = resolve_source(source or DEFAULT_PRESET)
     origins = Origins(str(path))
     merged = apply_overrides(_load_with_bases(path, chain=[], origins=origins), overrides, origins)
@@ -163,6 +167,10 @@ def _load_with_bases(path: Path, chain: list[Path], origins: Origins | None = No
         return data
     if not isinstance(base, str):
         raise MsdetrError(f"{path}: base: must be a preset name or a file path, got {base!r}")
+    if is_variant(base) and not (path.parent / base).is_file():  # `base: ddetr_pp_r50_300+hybrid`
+        base_source, _, methods = base.partition("+")
+        local = path.parent / base_source
+        return deep_merge(variant_dict(f"{local if local.is_file() else base_source}+{methods}"), data)
     base_path = resolve_source(base, relative_to=path.parent)
     merged = deep_merge(_load_with_bases(base_path, [*chain, resolved], origins), data)
     if origins is not None:  # after the base's, which this file overrides
