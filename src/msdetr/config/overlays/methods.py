@@ -25,14 +25,18 @@ Methods (spelling used in `BASE+METHOD+...`), reference presets in parentheses:
            Table 3 setting; Group DETR's own recipe: 11, `--set model.group.num_groups=11`), losses
            averaged over the groups, group weights = the one-to-one weights.
   dac      DAC-DETR's divide-and-conquer branch (dac_ddetr_pp_r50_300): top-K 6 / 0.4, positives at
-           most 0.25 of the queries, IoU-aware BCE with prime-sample weights (tau 1.5), weights 1 / 5 / 2.
+           most 0.25 of the queries, IoU-aware BCE with prime-sample weights (tau 1.5), weights 1 / 5 / 2,
+           encoder proposals matched on refined boxes with the class cost (as released). The release's
+           evaluation (NMS 0.8, top 300) is the preset's, not the method's: variants compare alike.
   align    Align-DETR (align_dino_r50_900): IoU-aware BCE on the one-to-one stream, mixed matching
-           k = 2 on earlier layers / 1 on the last, tau 1.5, one-to-one weights 1 / 5 / 2.
+           k = 2 on earlier layers / 1 on the last, tau 1.5, one-to-one weights 1 / 5 / 2, detrex's
+           IoU epsilon 1e-6, box noise 1.0 on a denoising base. The release's optimizer recipe (lr 1e-4,
+           backbone 1e-5, no offset multiplier, stem frozen) is the preset's, not the method's.
   ms_detr  MS-DETR (msdetr_r50_300): the one-to-many stream tapped after cross-attention with the
            auxiliary FFN, top-K 6 / 0.4 (official sampler), one-to-one class weight 1, one-to-many
            2 / 5 / 2 (plus the one-to-one mask weights), encoder 2 / 5 / 2 matched on anchors. With other
            methods as in the combined presets: hybrid / group / denoising streams take the one-to-one class
-           weight 1, the DAC branch never self-attends, Align's IoU-aware loss covers the one-to-many stream.
+           weight 1, DAC-DETR's encoder matching is kept, Align's IoU-aware loss covers the one-to-many stream.
 
 Overlays are applied in the order of `METHOD_ORDER` whatever the order written, so
 `tiny+ms_detr+hybrid` and `tiny+hybrid+ms_detr` are the same config.
@@ -161,19 +165,26 @@ def dac(cfg: Config, where: str) -> dict[str, Any]:
                     "match_on_primary_boxes": True, "tau": 1.5, "normalizer_scale": 3.0},
             "classification_loss": {"dac": "iou_aware"},
             "loss_weights": {"dac": {"cls": 1.0, "bbox": 5.0, "giou": 2.0}},
+            # as released: encoder proposals matched on their refined boxes with the class cost
+            "encoder_match_on_anchors": False,
+            "encoder_class_cost": True,
         },
     }
 
 
 def align(cfg: Config, where: str) -> dict[str, Any]:
-    return {
+    overlay: dict[str, Any] = {
         "supervision": {
             "many_to_one": {"enabled": True, "k": 2, "final_k": 1, "tau": 1.5},
             "classification_loss": {"one_to_one": "iou_aware"},
             "iou_aware": {"alpha": 0.25, "gamma": 2.0},
             "loss_weights": {"one_to_one": {"cls": 1.0, "bbox": 5.0, "giou": 2.0}},
+            "iou_epsilon": 1.0e-6,  # detrex's IoU / GIoU, as released
         },
     }
+    if cfg.model.denoising.enabled:  # released box_noise_scale
+        overlay["model"] = {"denoising": {"box_noise": 1.0}}
+    return overlay
 
 
 def ms_detr(cfg: Config, where: str) -> dict[str, Any]:
@@ -195,14 +206,12 @@ def ms_detr(cfg: Config, where: str) -> dict[str, Any]:
         "strategy": "mixed",
         "one_to_many": {"k": 6, "threshold": 0.4, "mode": "official"},
         "loss_weights": weights,
-        "encoder_match_on_anchors": True,
-        "encoder_class_cost": False,
     }
+    if not m.dac.enabled:  # with DAC-DETR the encoder stays matched as DAC-DETR releases it
+        supervision.update({"encoder_match_on_anchors": True, "encoder_class_cost": False})
     if s.classification_loss.one_to_one == "iou_aware":  # Align-DETR's loss on both streams
         supervision["classification_loss"] = {"one_to_many": "iou_aware"}
     model: dict[str, Any] = {"mixed_supervision": {"enabled": True, "tap": "c", "aux_ffn": True}}
-    if m.dac.enabled:  # MS-DETR layers run cross-attention first: the branch never self-attends
-        model["dac"] = {"first_layer_self_attention": False}
     return {"model": model, "supervision": supervision}
 
 
