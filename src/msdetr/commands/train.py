@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a detector (default: the tiny MS-DETR preset on built-in synthetic data)",
         description="Train a detector. The run folder gets the resolved config.yaml, last.pt (resumable), "
-        "best.pt (best bbox mAP), metrics.jsonl, train.log, loss/mAP curves and validation images with "
+        "best.pt (best train.best_metric: segm mAP for mask models, bbox mAP otherwise), metrics.jsonl, "
+        "train.log, loss/mAP curves and validation images with "
         "predicted boxes. Under torchrun every process trains a share of each batch (DDP).",
         epilog=_presets_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
