@@ -45,8 +45,10 @@ Fixture keys (torch.load(path, weights_only=False)):
 - reference: {repository, commit}; config: the small config (dict); inputs: {images: [3xHxW uint8],
   image_sizes, boxes_cxcywh / boxes_xyxy_abs / labels per image}; backbone_seed, seed.
 - shapes / backbone_shapes: name -> shape (order = generation order); twins: [names].
-- parameter_names: reference names of the trainable parameters (deduplicated, model order);
-  no_grad_parameters: trainable ones that got no gradient.
+- parameter_names: reference names of the trainable parameters (`named_parameters`, deduplicated:
+  the shared heads appear once, as `transformer.decoder.class_embed.<i>.*` /
+  `transformer.decoder.bbox_embed.<i>.*`, the twins of `class_embed.<i>.*` / `bbox_embed.<i>.*`);
+  no_grad_parameters: trainable ones that got no gradient (none).
 - targets: the targets as the criterion received them (normalized cxcywh, labels).
 - outputs: the dict the criterion received: pred_logits / pred_boxes (final layer, (B, Q, C) /
   (B, Q, 4)), aux_outputs [L-1 x {pred_logits, pred_boxes}], group [L x {...}] (the instructive
@@ -60,12 +62,40 @@ Fixture keys (torch.load(path, weights_only=False)):
   reference's order; topk_duplicates: per route / layer, queries given to more than one target.
 - losses: unweighted terms by reference name; weight_dict; weighted: weighted terms (what the
   model returns); total: their sum (what the training loop back-propagates).
-- gradients: name -> (float16 tensor, scale), grad ~= half * scale (tests/hdetr_fixture's
+- gradients (keys as parameter_names): name -> (float16 tensor, scale), grad ~= half * scale (tests/hdetr_fixture's
   unpack_gradient), for every trainable parameter with a gradient of at most 100k elements;
   gradient_sketches: the larger ones (neck projections, pos_trans, decoder self-attention
   in_proj): name -> {sketch: grad.flatten(1) @ sketch_projection(in) (out, 16) float32, norm}.
 - inference: eval-mode (the reference's `inference` inputs): box_cls (B, Q, C) final-layer logits
   after the released layer-fusion of scores, box_pred (B, Q, 4); no padding mask in eval mode.
+
+Reference parameter names (prefix -> what it is -> the msdetr piece it corresponds to; `<i>` layer):
+- `backbone.*`: torchvision ResNet-50 names (conv1, bn1, layer1..4), frozen -> `backbone` body.
+- `neck.convs.<i>.conv` / `.norm`: 1x1 conv + GroupNorm(32) per level -> `neck.projections.<i>`.
+- `transformer.level_embeds` (levels, D) -> `encoder.level_embed`.
+- `transformer.encoder.layers.<i>.attentions.0` (MSDeformAttn: sampling_offsets, attention_weights,
+  value_proj, output_proj), `.norms.0`, `.ffns.0.layers.0.0` (D -> F), `.ffns.0.layers.1` (F -> D),
+  `.norms.1` -> encoder layer self_attn, norm1, linear1, linear2, norm2.
+- `transformer.decoder.layers.<i>.`:
+  `attentions.0.attn` (nn.MultiheadAttention: in_proj_weight/bias, out_proj) -> self_attn;
+  `attentions.0.norm_o2o` -> norm2 (the self-attention post-norm; primary and sep routes);
+  `attentions.0.norm_o2m` (new: the instructive route's self-attention post-norm);
+  `attentions.0.instruction_o2m.weight`, `attentions.0.instruction_o2m_pos.weight` (new, 10 x D);
+  `attentions.1` (MSDeformAttn) -> cross_attn; `norms.0` -> norm1;
+  `ffns.0.layers.0.linear.linear` / `ffns.0.layers.1.linear` -> linear1 / linear2;
+  `ffns.0.layers.0.linear.linear_sep` / `ffns.0.layers.1.linear_sep` (new: the sep route's FFN);
+  `norms.1` -> norm3.
+- `transformer.enc_output(_norm)`, `transformer.pos_trans(_norm)`, `query_embedding` (Q x D, mixed
+  selection content) -> `queries.enc_output(_norm)`, `queries.pos_trans(_norm)`, `queries.content_embed`.
+- `class_embed.<i>`, `bbox_embed.<i>.layers.{0,1,2}` for i < L -> `heads.class_heads.<i>`,
+  `heads.box_heads.<i>`; i = L (the last) -> `heads.encoder_class_head` / `heads.encoder_box_head`.
+  `transformer.decoder.class_embed.*` / `.bbox_embed.*` are the same modules (`twins`).
+- `transformer.decoder.class_embed_o2m_encoder`, `transformer.decoder.bbox_embed_enc_o2m` (new: the
+  instructive route's encoder class / box heads).
+Module structure: DeformableDETR(backbone, position_embedding, neck, transformer(encoder, decoder,
+level_embeds, enc_output, pos_trans), class_embed[L+1], bbox_embed[L+1], criterion); the decoder is
+called three times per forward (primary, o2m with `o2m=True`, sep with `sep=True`), see
+docs/mr_detr_reference.md.
 """
 
 from __future__ import annotations
