@@ -28,24 +28,28 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from msdetr.errors import MsdetrError
+from msdetr.config.supervision import TopKMode
 from msdetr.ops.boxes import pairwise_box_iou
 from msdetr.supervision.base import Assignment, LayerPredictions, Targets
 from msdetr.supervision.precision import autocast_disabled
-from msdetr.supervision.targets import PaddedTargets, cached_arange, layers_per_chunk, pad_targets
-
-TopKMode = Literal["official", "paper"]
+from msdetr.supervision.targets import (
+    PaddedTargets,
+    cached_arange,
+    diverged_matching_error,
+    layers_per_chunk,
+    pad_targets,
+)
 
 # On the CPU, the top-K assigner gains from assigning two layers together at 900 queries x 50
 # targets (fewer fixed operation costs), where the Hungarian assigner does not (docs/benchmarks.md).
 TOPK_PAIRWISE_ELEMENTS_CPU = 2**18
 
 
+@dataclass(eq=False)
 class TopKAssigner:
     """MS-DETR one-to-many assigner; see the module docstring for the two modes.
 
@@ -56,25 +60,17 @@ class TopKAssigner:
         device; None uses torch's global generator (as the official code does).
     """
 
-    def __init__(
-        self,
-        k: int = 6,
-        threshold: float = 0.4,
-        class_weight: float = 0.3,
-        iou_weight: float = 0.7,
-        positive_fraction: float = 0.25,
-        mode: TopKMode = "official",
-        generator: torch.Generator | None = None,
-    ) -> None:
-        if mode not in ("official", "paper"):
-            raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
-        self.k = k
-        self.threshold = threshold
-        self.class_weight = class_weight
-        self.iou_weight = iou_weight
-        self.positive_fraction = positive_fraction
-        self.mode = mode
-        self.generator = generator
+    k: int = 6
+    threshold: float = 0.4
+    class_weight: float = 0.3
+    iou_weight: float = 0.7
+    positive_fraction: float = 0.25
+    mode: TopKMode = "official"
+    generator: torch.Generator | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("official", "paper"):
+            raise ValueError(f"mode must be 'official' or 'paper', got {self.mode!r}")
 
     @torch.no_grad()
     def scores(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
@@ -271,14 +267,9 @@ class _Rows:
         """has_nan: per row, whether (or for how many targets) its matching scores hold NaN."""
         for row, flag in enumerate(has_nan):
             if flag:
-                layer = (
-                    f" (decoder layer {self.layers[row // self.batch_size]})" if len(self.layers) > 1 else ""
-                )
-                raise MsdetrError(
-                    f"one-to-many assignment: image {row % self.batch_size} of the batch{layer}: the "
-                    "matching score has NaN values; check that image's target boxes, and lower the "
-                    "learning rate if the model's predictions diverged"
-                )
+                layer = self.layers[row // self.batch_size] if len(self.layers) > 1 else None
+                raise diverged_matching_error("one-to-many", row % self.batch_size, layer,
+                                              "matching score has NaN values")
 
 
 def _taken_pairs(
