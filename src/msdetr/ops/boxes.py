@@ -148,7 +148,3 @@ def aligned_box_iou_giou(
     iou = inter / (union + eps) if eps else inter / union
     return iou, iou - (enclosing - union) / (enclosing + eps if eps else enclosing)
 
-
-def aligned_generalized_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
-    """Generalized IoU of corresponding (..., 4) xyxy boxes -> (...) (`aligned_box_iou_giou`)."""
-    return aligned_box_iou_giou(boxes1, boxes2, "xyxy", eps)[1]
