@@ -49,7 +49,6 @@ from msdetr.supervision.targets import (
 TOPK_PAIRWISE_ELEMENTS_CPU = 2**18
 
 
-@dataclass(eq=False)
 class TopKAssigner:
     """MS-DETR one-to-many assigner; see the module docstring for the two modes.
 
@@ -60,17 +59,25 @@ class TopKAssigner:
         device; None uses torch's global generator (as the official code does).
     """
 
-    k: int = 6
-    threshold: float = 0.4
-    class_weight: float = 0.3
-    iou_weight: float = 0.7
-    positive_fraction: float = 0.25
-    mode: TopKMode = "official"
-    generator: torch.Generator | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("official", "paper"):
-            raise ValueError(f"mode must be 'official' or 'paper', got {self.mode!r}")
+    def __init__(
+        self,
+        k: int = 6,
+        threshold: float = 0.4,
+        class_weight: float = 0.3,
+        iou_weight: float = 0.7,
+        positive_fraction: float = 0.25,
+        mode: TopKMode = "official",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if mode not in ("official", "paper"):
+            raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
+        self.k = k
+        self.threshold = threshold
+        self.class_weight = class_weight
+        self.iou_weight = iou_weight
+        self.positive_fraction = positive_fraction
+        self.mode = mode
+        self.generator = generator
 
     @torch.no_grad()
     def scores(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
