@@ -100,8 +100,8 @@ def _stream_of(task: SupervisionTask, output: DetectorOutput) -> StreamPredictio
     if stream is None or task.layer is None:
         return None
     predictions = task.predictions
-    if isinstance(predictions, StreamLayer):  # decided without making its views
-        return stream if predictions.stream is stream and predictions.layer == task.layer else None
+    if isinstance(predictions, StreamLayer) and predictions.stream is stream and predictions.layer == task.layer:
+        return stream  # decided without making its views
     if _is_layer(task.predictions.logits, stream.logits, task.layer) and _is_layer(
         task.predictions.boxes, stream.boxes, task.layer
     ):
