@@ -194,7 +194,7 @@ def phased_step(trainee: Trainee, batch: Batch, device: torch.device, clock: str
     with Stopwatch(device, clock) as watch:
         trainee.optimizer.zero_grad(set_to_none=True)
         with autocast(cfg.train.amp, device):
-            output = trainee.model(batch.images, batch.pixel_mask)
+            output = trainee.model(batch.images, batch.pixel_mask, targets=batch.targets)
     times["forward"] = watch.seconds
     before = trainee.timed.seconds
     with Stopwatch(device, clock) as watch:
@@ -241,7 +241,7 @@ def count_ops(trainee: Trainee, batch: Batch, device: torch.device) -> dict[str,
     with OpCounter() as counter:
         trainee.optimizer.zero_grad(set_to_none=True)
         with autocast(cfg.train.amp, device):
-            output = trainee.model(batch.images, batch.pixel_mask)
+            output = trainee.model(batch.images, batch.pixel_mask, targets=batch.targets)
     counts["forward"] = counter.count
     with OpCounter() as counter:
         result = trainee.criterion(output, batch.targets)

@@ -13,7 +13,7 @@ from tests.tiny_models import padded_batch, tiny_model_config
 from msdetr.config.model import DacConfig, MixedSupervisionConfig
 from msdetr.config.supervision import SupervisionConfig
 from msdetr.errors import MsdetrError
-from msdetr.losses.iou_aware import iou_aware_classification_sum, rank_within_targets
+from msdetr.losses.iou_aware import iou_aware_bce, rank_within_targets
 from msdetr.modeling.build import build_model
 from msdetr.modeling.dac import DAC
 from msdetr.supervision.base import LayerPredictions
@@ -58,8 +58,9 @@ def test_ranks_within_each_target_by_decreasing_quality_ties_in_pair_order():
     quality = torch.tensor([0.2, 0.5, 0.01, 0.3, 0.01, 0.9, 0.4])
     image = torch.tensor([0, 0, 0, 0, 0, 1, 1])
     target = torch.tensor([0, 0, 1, 0, 1, 0, 0])
-    assert rank_within_targets(quality, image, target).tolist() == [2, 0, 0, 1, 1, 0, 1]
-    assert rank_within_targets(torch.zeros(0), image[:0], target[:0]).numel() == 0
+    key = image * 2 + target  # 2 targets per image
+    assert rank_within_targets(quality, key, 4).tolist() == [2, 0, 0, 1, 1, 0, 1]
+    assert rank_within_targets(torch.zeros(0), key[:0], 4).numel() == 0
 
 
 def test_iou_aware_loss_is_the_dense_formula_and_stays_finite():
@@ -67,7 +68,7 @@ def test_iou_aware_loss_is_the_dense_formula_and_stays_finite():
     logits = (3 * torch.randn(2, 4, 3, generator=g)).requires_grad_(True)
     image, query, label = torch.tensor([0, 1, 1]), torch.tensor([2, 0, 3]), torch.tensor([1, 2, 0])
     t = torch.tensor([0.7, 0.2, 0.05])
-    ours = iou_aware_classification_sum(logits, image, query, label, t, gamma=2.0)
+    ours = iou_aware_bce(logits, image, query, label, t, gamma=2.0).sum()
     p = logits.sigmoid()
     pos = torch.zeros_like(p)
     pos[image, query, label] = t
@@ -79,8 +80,8 @@ def test_iou_aware_loss_is_the_dense_formula_and_stays_finite():
     g_expected, = torch.autograd.grad(expected, logits)
     torch.testing.assert_close(g_ours, g_expected, rtol=1e-4, atol=1e-6)
     extreme = torch.tensor([[[60.0, -60.0]]], requires_grad=True)
-    value = iou_aware_classification_sum(extreme, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]),
-                                         torch.tensor([0.5]), 2.0)
+    value = iou_aware_bce(extreme, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]),
+                          torch.tensor([0.5]), 2.0).sum()
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(extreme.grad).all()
     assert F.softplus(torch.tensor(60.0)) == pytest.approx(60.0)

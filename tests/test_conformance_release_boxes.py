@@ -219,11 +219,9 @@ def test_dac_branch_clamps_after_scaling_and_the_primary_stream_before():
 
 @pytest.mark.parametrize("eps", [EPS, 0.0])
 def test_every_box_function_takes_the_epsilon_as_detrex(eps):
-    """The pairwise IoU / GIoU (matching), the per-pair GIoU of the batched losses and of the
-    per-task losses all equal the released formula with the same epsilon."""
-    from msdetr.losses.batched import pair_box_losses
-    from msdetr.losses.functional import giou_box_sum
-    from msdetr.ops.boxes import pairwise_box_iou, pairwise_generalized_box_iou
+    """The pairwise IoU / GIoU (matching) and the per-pair IoU / GIoU of the losses (the one aligned
+    function, `aligned_box_iou_giou`) all equal the released formula with the same epsilon."""
+    from msdetr.ops.boxes import aligned_box_iou_giou, pairwise_box_iou, pairwise_generalized_box_iou
 
     g = torch.Generator().manual_seed(3)
     a, b = small_boxes(7, g), small_boxes(7, g)
@@ -231,7 +229,8 @@ def test_every_box_function_takes_the_epsilon_as_detrex(eps):
     torch.testing.assert_close(pairwise_box_iou(a, b, "cxcywh", eps).double(), iou, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(pairwise_generalized_box_iou(a, b, "cxcywh", eps).double(), giou, rtol=1e-5,
                                atol=1e-6)
-    torch.testing.assert_close(pair_box_losses(a, b, eps)[:, 1].double(), 1 - giou.diag(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(giou_box_sum(a, b, eps=eps).double(), (1 - giou.diag()).sum(), rtol=1e-5, atol=1e-6)
+    aligned_iou, aligned_giou = aligned_box_iou_giou(a, b, "cxcywh", eps)
+    torch.testing.assert_close(aligned_iou.double(), iou.diag(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(aligned_giou.double(), giou.diag(), rtol=1e-5, atol=1e-6)
     _, other = released_iou_giou(a, b, EPS - eps)
     assert not torch.allclose(giou, other, atol=1e-3)  # the epsilon matters at these sizes

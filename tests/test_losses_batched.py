@@ -9,7 +9,7 @@ from msdetr.config.supervision import LossWeights
 from msdetr.losses import Criterion
 from msdetr.losses.batched import group_tasks, stack_predictions
 from msdetr.losses.term_table import TermTable, host_values
-from msdetr.ops.boxes import aligned_generalized_box_iou, box_cxcywh_to_xyxy
+from msdetr.ops.boxes import aligned_box_iou_giou, box_cxcywh_to_xyxy
 from msdetr.supervision import LayerPredictions, SupervisionTask
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.mixed import MixedSupervision
@@ -32,7 +32,7 @@ def per_task_losses(task: SupervisionTask, num_targets: float) -> dict[str, torc
     onehot = torch.zeros(logits.shape)
     onehot[pairs.image[winner], pairs.query[winner], target_labels[winner]] = 1.0
     matched = boxes[pairs.image, pairs.query]
-    giou = aligned_generalized_box_iou(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(target_boxes))
+    giou = aligned_box_iou_giou(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(target_boxes))[1]
     return {
         "cls": sigmoid_focal_loss(logits, onehot, alpha=0.25, gamma=2.0, reduction="sum") / num_targets,
         "bbox": (matched - target_boxes).abs().sum() / num_targets,

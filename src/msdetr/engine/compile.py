@@ -2,7 +2,8 @@
 
 The model is compiled whole (graph breaks where it needs host values, e.g. image sizes);
 the criterion's assignments run on the host (Hungarian) or sync for random draws (top-K),
-so only its dense part, `losses.batched.dense_group_losses`, is compiled, with dynamic
+so only its dense part, `losses.batched.dense_group_losses` (every task: focal or IoU-aware
+classification, prime-sample weights; a mask head's point-sampled terms stay eager), is compiled, with dynamic
 shapes (the number of matched pairs changes every step). The uncompiled modules stay the
 ones that are saved, evaluated and averaged (EMA): compiling wraps, it does not rename
 parameters.

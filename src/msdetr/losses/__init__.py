@@ -1,4 +1,4 @@
-"""Losses: functional focal / L1 / GIoU, the criterion and its builder."""
+"""Losses: the criterion (one batched path, pluggable classification terms) and its builder."""
 
 from msdetr.losses.build import build_criterion
 from msdetr.losses.criterion import Criterion, LossResult

@@ -1,6 +1,7 @@
-"""The criterion's loss arithmetic for many supervision tasks at once.
+"""The criterion's loss arithmetic: every supervision task, computed group by group.
 
-Tasks whose predictions have the same shape and whose targets are the same list (e.g. every
+Tasks whose predictions have the same shape and whose targets are the same list, and which share
+the normalizer, the classification term, the pair weighting and the presence of masks (e.g. every
 decoder layer of the one-to-one and one-to-many streams) form a **group**. A group's
 predictions are stacked to (T, B, Q, C) logits and (T, B, Q, 4) boxes; when they are
 consecutive layers of a stream of the `DetectorOutput` (what `layer_predictions` gives), the
@@ -11,13 +12,17 @@ streams are concatenated once. Then every term is computed once for the whole gr
   row, task and target offsets come from the pair counts the host already knows (the
   assignment's per-image tensor lengths), built with numpy and moved in one transfer:
   no device-to-host synchronization;
-* focal loss on the (T, B, Q, C) logits, summed per task;
-* L1 and 1 - GIoU per pair, summed per task with one `index_add_`;
+* per pair the L1 distance, IoU and GIoU (`ops.boxes.aligned_box_iou_giou`); where the group
+  needs them, the pair quality and prime-sample weights (`losses.iou_aware`);
+* the classification term (`losses.classification`: focal, IoU-aware, ...) on the (T * B, Q, C)
+  logits, summed per task;
+* L1 and 1 - GIoU per pair (times the pair weights), summed per task with one `index_add_`;
 * the weighted total as one (3, T) product with the per-task loss weights;
 * the logs (class error, cardinality error) likewise, without gradient.
 
-Per-task terms are then views of the (3, T) result, named `<stream>.layer<i>.<term>`. The
-values equal the per-task computation up to float32 summation order (a few ulp).
+All of that is `dense_group_losses`, pure tensor code that `train.compile` compiles. Mask heads add
+the `mask` and `dice` terms (random point sampling, eager: `MaskLoss.task_terms`) as two more rows.
+Per-task terms are then views of the (3 or 5, T) result, named `<stream>.layer<i>.<term>`.
 """
 
 from __future__ import annotations
@@ -27,22 +32,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from msdetr.config.supervision import LossWeights
+from msdetr.losses.classification import ClassificationTerm, ClassTargets
+from msdetr.losses.iou_aware import pair_quality, prime_sample_weights
 from msdetr.modeling.outputs import DetectorOutput, StreamPredictions
+from msdetr.ops.boxes import aligned_box_iou_giou
 from msdetr.supervision.base import StreamLayer, SupervisionTask
-from msdetr.supervision.pairs import last_occurrence
-
-TERMS = ("cls", "bbox", "giou")
 
 
 @dataclass
 class GroupLosses:
     """Losses of a group of T tasks.
 
-    terms: (3, T) float32 unweighted cls / bbox / giou per task, with gradient.
+    terms: (3, T) float32 unweighted cls / bbox / giou per task, with gradient (the criterion
+        appends the (2, T) mask / dice rows of a mask group).
     total: scalar, the weighted sum over tasks and terms.
     class_error: (T,) no gradient; cardinality_error: (T,) no gradient.
     """
@@ -53,59 +58,24 @@ class GroupLosses:
     cardinality_error: Tensor
 
 
-def onehot_focal_loss(logits: Tensor, onehot: Tensor, alpha: float, gamma: float) -> Tensor:
-    """Elementwise sigmoid focal loss for 0/1 targets (any shape): torchvision's
-    `sigmoid_focal_loss(reduction="none")` value for value (with a 0/1 target its
-    `p * t + (1 - p) * (1 - t)` is exactly p or 1 - p, and its alpha_t exactly alpha or
-    1 - alpha), in fewer operations."""
-    p = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
-    positive = onehot > 0
-    p_t = torch.where(positive, p, 1 - p)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = torch.where(positive, alpha, 1 - alpha) * loss
-    return loss
-
-
-def pair_box_losses(pred: Tensor, target: Tensor, eps: float = 0.0) -> Tensor:
-    """(P, 2): per matched pair the L1 distance and 1 - GIoU of (P, 4) cxcywh boxes (`eps` added
-    to the union and the enclosing area where they divide, see `ops.boxes`).
-
-    The same arithmetic as `aligned_generalized_box_iou` on `box_cxcywh_to_xyxy` boxes (DETR's
-    formulas), on both box sets stacked: corners x0 = cx - 0.5 w, ..., areas as products of the
-    side lengths, intersection and enclosing box from the max / min of the corners."""
-    both = torch.stack([pred, target])  # (2, P, 4)
-    l1 = (pred - target).abs().sum(dim=1)
-    center, half = both[..., :2], 0.5 * both[..., 2:]
-    low, high = center - half, center + half  # (2, P, 2) each
-    area = (high - low).prod(dim=-1)  # (2, P)
-    inner = (high.amin(dim=0) - low.amax(dim=0)).clamp(min=0)  # (P, 2)
-    outer = (high.amax(dim=0) - low.amin(dim=0)).clamp(min=0)
-    inter, enclosing = inner.prod(dim=-1), outer.prod(dim=-1)
-    union = area[0] + area[1] - inter
-    if eps:
-        giou = inter / (union + eps) - (enclosing - union) / (enclosing + eps)
-    else:
-        giou = inter / union - (enclosing - union) / enclosing
-    return torch.stack([l1, 1 - giou], dim=1)
-
-
 def _layout(predictions) -> tuple:
     """(logits shape, boxes shape, dtypes, device) of a task's predictions, without making views."""
-    if isinstance(predictions, StreamLayer) and predictions._views is None:
+    if isinstance(predictions, StreamLayer):
         logits, boxes = predictions.stream.logits, predictions.stream.boxes
         return (tuple(logits.shape[1:]), tuple(boxes.shape[1:]), logits.dtype, boxes.dtype, logits.device)
     logits, boxes = predictions.logits, predictions.boxes
     return (tuple(logits.shape), tuple(boxes.shape), logits.dtype, boxes.dtype, logits.device)
 
 
-def group_tasks(tasks: list[SupervisionTask]) -> list[list[int]]:
+def group_tasks(tasks: list[SupervisionTask], extra_keys: list[tuple] | None = None) -> list[list[int]]:
     """Indices of `tasks` grouped by (targets list, prediction shapes, dtype, device, normalizer
-    scale and clamp), first appearance order; within a group, task order is kept."""
+    scale and clamp, pair weighting, and `extra_keys[i]`: the criterion's classification term and
+    whether masks are supervised), first appearance order; within a group, task order is kept."""
     groups: dict[tuple, list[int]] = {}
     for index, task in enumerate(tasks):
-        key = (id(task.targets), *_layout(task.predictions), task.normalizer_scale, task.clamp_after_scale)
+        extra = () if extra_keys is None else extra_keys[index]
+        key = (id(task.targets), *_layout(task.predictions), task.normalizer_scale, task.clamp_after_scale,
+               task.rank_tau, *extra)
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 
@@ -130,8 +100,8 @@ def _stream_of(task: SupervisionTask, output: DetectorOutput) -> StreamPredictio
     if stream is None or task.layer is None:
         return None
     predictions = task.predictions
-    if isinstance(predictions, StreamLayer) and predictions._views is None:  # not even made yet
-        return stream if predictions.stream is stream and predictions.layer == task.layer else None
+    if isinstance(predictions, StreamLayer) and predictions.stream is stream and predictions.layer == task.layer:
+        return stream  # decided without making its views
     if _is_layer(task.predictions.logits, stream.logits, task.layer) and _is_layer(
         task.predictions.boxes, stream.boxes, task.layer
     ):
@@ -170,18 +140,20 @@ def stack_predictions(tasks: list[SupervisionTask], output: DetectorOutput) -> t
 
 
 class _WeightCache:
-    """(3, T) float32 loss weights of a group's streams, kept on the device between steps."""
+    """(len(terms), T) float32 loss weights of a group's streams, kept on the device between steps."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple, Tensor] = {}
 
-    def get(self, streams: tuple[str, ...], weights: Mapping[str, LossWeights], device: torch.device) -> Tensor:
-        key = (streams, device, tuple((s, weights[s].cls, weights[s].bbox, weights[s].giou) for s in set(streams)))
+    def get(self, streams: tuple[str, ...], weights: Mapping[str, LossWeights], device: torch.device,
+            terms: tuple[str, ...]) -> Tensor:
+        key = (streams, device, terms,
+               tuple((s, *(getattr(weights[s], term) for term in terms)) for s in set(streams)))
         cached = self._cache.get(key)
         if cached is None:
             if len(self._cache) > 32:
                 self._cache.clear()
-            table = [[float(getattr(weights[s], term)) for s in streams] for term in TERMS]
+            table = [[float(getattr(weights[s], term)) for s in streams] for term in terms]
             cached = self._cache[key] = torch.tensor(table, dtype=torch.float32, device=device)
         return cached
 
@@ -269,49 +241,63 @@ def group_losses(
     pairs: GroupPairs,
     num_targets: Tensor,
     weights: Tensor,
-    focal_alpha: float,
-    focal_gamma: float,
+    classification: ClassificationTerm,
     log_class_error: bool,
     dense=None,
     iou_epsilon: float = 0.0,
+    rank_tau: float | None = None,
+    quality_alpha: float = 0.25,
 ) -> GroupLosses:
     """Losses of T tasks sharing their targets list.
 
     logits: (T, B, Q, C); boxes: (T, B, Q, 4) (see `stack_predictions`); pairs: see
     `group_pairs`; num_targets: scalar normalizer; weights: (3, T) loss weights.
+    classification: the group's classification term (`losses.classification`).
     log_class_error: compute the class error (else it is NaN). dense: the tensor arithmetic,
     `dense_group_losses` by default (the criterion passes its compiled version, if any).
-    iou_epsilon: added to the GIoU's union and enclosing area (`supervision.iou_epsilon`).
+    iou_epsilon: added to the IoU's / GIoU's union and enclosing area (`supervision.iou_epsilon`).
+    rank_tau: prime-sample weighting of the pairs (None: every pair weighs 1); quality_alpha:
+    the exponent of the pair quality (`losses.iou_aware.pair_quality`).
     """
     dense = dense_group_losses if dense is None else dense
     return GroupLosses(*dense(
         logits, boxes, pairs.row, pairs.task, pairs.query, pairs.target, pairs.boxes, pairs.labels,
-        pairs.image_counts, pairs.pair_counts, num_targets, weights, focal_alpha, focal_gamma, log_class_error,
-        iou_epsilon,
+        pairs.image_counts, pairs.pair_counts, num_targets, weights, classification, log_class_error,
+        iou_epsilon, rank_tau, quality_alpha,
     ))
 
 
 def dense_group_losses(
     logits: Tensor, boxes: Tensor, row: Tensor, task: Tensor, query: Tensor, target: Tensor, all_boxes: Tensor,
     all_labels: Tensor, image_counts: Tensor, pair_counts: Tensor, num_targets: Tensor, weights: Tensor,
-    focal_alpha: float, focal_gamma: float, log_class_error: bool, iou_epsilon: float = 0.0,
+    classification: ClassificationTerm, log_class_error: bool, iou_epsilon: float = 0.0,
+    rank_tau: float | None = None, quality_alpha: float = 0.25,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The tensor arithmetic of `group_losses` (no host code: `torch.compile` can take it whole).
+
+    logits (T, B, Q, C), boxes (T, B, Q, 4); row, task, query, target: (P,) int64 (see
+    `GroupPairs`); all_boxes (n, 4), all_labels (n,): the batch's targets; image_counts (B,),
+    pair_counts (T,) float32; num_targets: scalar; weights: (3, T).
     Returns the (3, T) terms, the total, the (T,) class error and the (T,) cardinality error.
     All arithmetic in float32."""
     num_tasks, batch, num_queries, num_classes = logits.shape
+    num_rows = num_tasks * batch
     target_boxes = all_boxes[target]
     target_labels = all_labels[target]
 
-    flat_logits = _float(logits).reshape(num_tasks * batch, num_queries, num_classes)
-    # A query given to several targets takes the class of its last pair.
-    winner = last_occurrence(row, query, num_tasks * batch, num_queries)
-    onehot = torch.zeros(flat_logits.shape, dtype=torch.float32, device=logits.device)
-    onehot[row[winner], query[winner], target_labels[winner]] = 1.0
-    cls = onehot_focal_loss(flat_logits, onehot, focal_alpha, focal_gamma).view(num_tasks, -1).sum(dim=1)
-
-    matched = _float(boxes).reshape(num_tasks * batch, num_queries, 4)[row, query]  # (P, 4)
-    per_pair = pair_box_losses(matched, target_boxes, iou_epsilon)  # (P, 2): L1, 1 - GIoU
+    flat_logits = _float(logits).reshape(num_rows, num_queries, num_classes)
+    matched = _float(boxes).reshape(num_rows, num_queries, 4)[row, query]  # (P, 4)
+    iou, giou = aligned_box_iou_giou(matched, target_boxes, "cxcywh", iou_epsilon)  # (P,) each
+    per_pair = torch.stack([(matched - target_boxes).abs().sum(dim=1), 1 - giou], dim=1)  # (P, 2): L1, 1 - GIoU
+    quality = weight = None
+    if classification.needs_quality or rank_tau is not None:
+        quality = pair_quality(flat_logits[row, query, target_labels], iou, quality_alpha)
+    if rank_tau is not None:  # pairs ranked within their (row, target)
+        num_keys = num_rows * all_labels.shape[0]
+        weight = prime_sample_weights(quality, row * all_labels.shape[0] + target, num_keys, rank_tau)
+        per_pair = per_pair * weight[:, None]
+    class_targets = ClassTargets(row, query, target_labels, quality, weight)
+    cls = classification(flat_logits, class_targets).view(num_tasks, -1).sum(dim=1)
     box_terms = per_pair.new_zeros(num_tasks, 2).index_add_(0, task, per_pair)
     terms = torch.cat([cls[None], box_terms.t()]) / num_targets  # (3, T)
     total = (terms * weights).sum()

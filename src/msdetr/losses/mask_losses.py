@@ -23,7 +23,7 @@ from torch import Tensor
 from msdetr.errors import MsdetrError
 from msdetr.modeling.outputs import MaskPredictions
 from msdetr.ops.point_sampling import FlatMasks, sample_maps, to_map_grid, uncertain_points
-from msdetr.supervision.pairs import FlatPairs
+from msdetr.supervision.pairs import FlatPairs, flatten
 
 
 def pair_mask_logits(masks: MaskPredictions, pairs: FlatPairs) -> Tensor:
@@ -125,3 +125,16 @@ class MaskLoss:
         point_targets = flat.sample(flat_target, points)
         return {"mask": sigmoid_bce_sum(point_logits, point_targets), "dice": dice_sum(point_logits, point_targets)}
 
+
+    def task_terms(self, tasks: list, device: torch.device) -> Tensor:
+        """(2, T) float32 sums: the `mask` and `dice` terms of T supervision tasks with the same
+        targets (the criterion's mask groups; undivided). Each task's predictions carry masks."""
+        targets = tasks[0].targets
+        counts = torch.tensor([len(t["labels"]) for t in targets], device=device)
+        offsets = counts.cumsum(0) - counts
+        columns = []
+        for task in tasks:  # one task per decoder layer: a short loop over layers
+            pairs = flatten(task.assignment, device)
+            terms = self(task.predictions.masks, pairs, offsets[pairs.image] + pairs.target, targets)
+            columns.append(torch.stack([terms["mask"], terms["dice"]]))
+        return torch.stack(columns, dim=1)

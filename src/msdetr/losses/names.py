@@ -3,7 +3,7 @@
 Our names are ``<stream>.layer<i>.<term>`` for decoder layers (i is 0-based, the
 final layer is L-1) and ``encoder.<term>`` for the two-stage proposals, with
 
-    term: cls (focal classification), bbox (L1), giou (1 - GIoU)         -- losses
+    term: cls (classification), bbox (L1), giou (1 - GIoU), mask, dice   -- losses
           class_error, cardinality_error                                 -- logs
 
 e.g. ``one_to_one.layer5.cls``, ``one_to_many.layer0.giou``, ``encoder.bbox``.
@@ -19,6 +19,7 @@ from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE
 from msdetr.supervision.base import ENCODER
 
 LOSS_TERMS = ("cls", "bbox", "giou")
+MASK_TERMS = ("mask", "dice")  # tasks with mask predictions (mask head)
 LOG_TERMS = ("class_error", "cardinality_error")
 
 _OFFICIAL_TERM = {

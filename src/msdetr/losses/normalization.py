@@ -1,8 +1,11 @@
-"""The loss normalizer: number of target boxes, averaged over distributed ranks (and over the
-micro-batches of an accumulated step).
+"""The loss normalizers: number of target boxes, averaged over distributed ranks (and over the
+micro-batches of an accumulated step), and each task's divisor derived from it.
 
-The official code divides every term by N = max(count / world_size, 1), count the targets of
-the whole (all-reduced) batch. With gradient accumulation the step's micro-batches together play
+The official Deformable-DETR / MS-DETR code divides its terms by N = max(count / world_size, 1),
+count the targets of the whole (all-reduced) batch. Not every task divides by N itself: a task's
+`normalizer_scale` / `clamp_after_scale` make it k N (H-DETR's one-to-many branch), G N (Group
+DETR), the denoising group count times N (DN-DETR, DINO) or max(3 N, 1) (DAC-DETR's branch); see
+`task_normalizer`. With gradient accumulation the step's micro-batches together play
 the part of a larger batch: `step_target_count` gives their count averaged over ranks and
 micro-batches, so every micro-batch is divided by the same N and the accumulated gradient equals
 that of the micro-batches run as one batch on more GPUs.
@@ -45,7 +48,7 @@ def step_target_count(micro_batches: Sequence[Targets], device: torch.device) ->
 def num_targets_across_ranks(targets: Targets, device: torch.device) -> Tensor:
     """Scalar float32: this batch's target count, averaged over ranks when distributed, at least 1.
 
-    Every loss term (one-to-many and encoder included) is divided by it, as in the official code.
+    The base normalizer N (see the module docstring for the tasks that scale it).
     """
     return target_count_across_ranks(targets, device).clamp(min=1)
 

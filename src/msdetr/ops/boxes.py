@@ -125,22 +125,26 @@ def pairwise_generalized_box_iou(
     return iou.sub_(gap.div_(enclosing.add_(eps) if eps else enclosing))
 
 
-def aligned_generalized_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
-    """Generalized IoU of corresponding boxes (the diagonal of the pairwise matrix), with `eps`
-    added to the union and the enclosing area where they divide.
+def aligned_box_iou_giou(
+    boxes1: Tensor, boxes2: Tensor, in_fmt: BoxFormat = "xyxy", eps: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """IoU and generalized IoU of corresponding boxes (the diagonal of the pairwise matrices):
+    inter / (union + eps) and that minus (enclosing - union) / (enclosing + eps).
 
-    boxes1, boxes2: (..., 4) xyxy with the same shape. Returns (...).
+    boxes1, boxes2: (..., 4) in `in_fmt`, the same shape. Returns two (...) tensors. The one
+    aligned-pair overlap of the project (losses, IoU-aware quality); DETR's formulas (corners
+    x0 = cx - 0.5 w, ..., areas as products of the side lengths), on both sets stacked.
     """
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])
-    bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1 + area2 - inter
+    both = torch.stack([boxes1, boxes2])  # (2, ..., 4)
+    if in_fmt == "cxcywh":
+        center, half = both[..., :2], 0.5 * both[..., 2:]
+        low, high = center - half, center + half  # (2, ..., 2) each
+    else:
+        low, high = both[..., :2], both[..., 2:]
+    area = (high - low).prod(dim=-1)  # (2, ...)
+    inter = (high.amin(dim=0) - low.amax(dim=0)).clamp(min=0).prod(dim=-1)
+    enclosing = (high.amax(dim=0) - low.amin(dim=0)).clamp(min=0).prod(dim=-1)
+    union = area[0] + area[1] - inter
     iou = inter / (union + eps) if eps else inter / union
-    top_left = torch.minimum(boxes1[..., :2], boxes2[..., :2])
-    bottom_right = torch.maximum(boxes1[..., 2:], boxes2[..., 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    enclosing = wh[..., 0] * wh[..., 1]
-    return iou - (enclosing - union) / (enclosing + eps if eps else enclosing)
+    return iou, iou - (enclosing - union) / (enclosing + eps if eps else enclosing)
+

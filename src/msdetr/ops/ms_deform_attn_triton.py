@@ -57,9 +57,11 @@ if triton is not None:
         return tl.load(value_ptr + offsets, mask=valid[:, None] & d_mask[None, :], other=0.0), valid, offsets
 
     @triton.jit
-    def _forward_kernel(value_ptr, shapes_ptr, starts_ptr, grid_ptr, attn_ptr, out_ptr,
-                        num_tokens, num_queries, num_heads, channels,
-                        LEVELS: tl.constexpr, POINTS: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr):
+    def _program_rows(num_tokens, num_queries, num_heads, channels,
+                      BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr):
+        """This program's queries and channels: (BLOCK_Q,) query mask, (BLOCK_D,) channel offsets and
+        mask, (BLOCK_Q,) row index into (N, Lq, M), the value row stride and this (batch, head)'s
+        value base offset."""
         block = tl.program_id(0)
         batch_head = tl.program_id(1)
         n = batch_head // num_heads
@@ -71,37 +73,57 @@ if triton is not None:
         row = (n * num_queries + q).to(tl.int64) * num_heads + m  # (N, Lq, M) row index
         value_row_stride = num_heads * channels  # value: (N, S, M, D) contiguous
         value_base = n.to(tl.int64) * num_tokens * value_row_stride + m * channels
+        return q_mask, d, d_mask, row, value_row_stride, value_base
+
+    @triton.jit
+    def _sample_point(value_ptr, value_base, value_row_stride, shapes_ptr, starts_ptr, grid_ptr, attn_ptr, row,
+                      index: tl.constexpr, q_mask, d, d_mask, LEVELS: tl.constexpr, POINTS: tl.constexpr):
+        """Point index % POINTS of level index // POINTS for BLOCK_Q queries: its (BLOCK_Q,) sample index, the level's
+        width and height, the attention weight, the bilinear fractions lx, ly and 1 - lx, 1 - ly, and
+        the four corners (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1), each as
+        (values (BLOCK_Q, BLOCK_D), valid, offsets)."""
+        level = index // POINTS
+        height = tl.load(shapes_ptr + 2 * level)
+        width = tl.load(shapes_ptr + 2 * level + 1)
+        start = tl.load(starts_ptr + level)
+        sample = row * (LEVELS * POINTS) + index
+        attn = tl.load(attn_ptr + sample, mask=q_mask, other=0.0)
+        gx = tl.load(grid_ptr + 2 * sample, mask=q_mask, other=0.0)
+        gy = tl.load(grid_ptr + 2 * sample + 1, mask=q_mask, other=0.0)
+        x = ((gx + 1.0) * width - 1.0) * 0.5  # grid_sample's unnormalization, align_corners=False
+        y = ((gy + 1.0) * height - 1.0) * 0.5
+        x0f = tl.floor(x)
+        y0f = tl.floor(y)
+        lx = x - x0f
+        ly = y - y0f
+        x0 = x0f.to(tl.int32)
+        y0 = y0f.to(tl.int32)
+        v00, m00, o00 = _corner(value_ptr, value_base, start, x0, y0, width, height, q_mask, d, d_mask,
+                                value_row_stride)
+        v01, m01, o01 = _corner(value_ptr, value_base, start, x0 + 1, y0, width, height, q_mask, d, d_mask,
+                                value_row_stride)
+        v10, m10, o10 = _corner(value_ptr, value_base, start, x0, y0 + 1, width, height, q_mask, d, d_mask,
+                                value_row_stride)
+        v11, m11, o11 = _corner(value_ptr, value_base, start, x0 + 1, y0 + 1, width, height, q_mask, d, d_mask,
+                                value_row_stride)
+        return (sample, width, height, attn, lx, ly, 1.0 - lx, 1.0 - ly,
+                v00, m00, o00, v01, m01, o01, v10, m10, o10, v11, m11, o11)
+
+    @triton.jit
+    def _forward_kernel(value_ptr, shapes_ptr, starts_ptr, grid_ptr, attn_ptr, out_ptr,
+                        num_tokens, num_queries, num_heads, channels,
+                        LEVELS: tl.constexpr, POINTS: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr):
+        q_mask, d, d_mask, row, value_row_stride, value_base = _program_rows(
+            num_tokens, num_queries, num_heads, channels, BLOCK_Q, BLOCK_D)
         acc = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
-        for level in tl.static_range(LEVELS):
-            height = tl.load(shapes_ptr + 2 * level)
-            width = tl.load(shapes_ptr + 2 * level + 1)
-            start = tl.load(starts_ptr + level)
-            for point in tl.static_range(POINTS):
-                sample = row * (LEVELS * POINTS) + level * POINTS + point
-                attn = tl.load(attn_ptr + sample, mask=q_mask, other=0.0)
-                gx = tl.load(grid_ptr + 2 * sample, mask=q_mask, other=0.0)
-                gy = tl.load(grid_ptr + 2 * sample + 1, mask=q_mask, other=0.0)
-                x = ((gx + 1.0) * width - 1.0) * 0.5  # grid_sample's unnormalization, align_corners=False
-                y = ((gy + 1.0) * height - 1.0) * 0.5
-                x0f = tl.floor(x)
-                y0f = tl.floor(y)
-                lx = x - x0f
-                ly = y - y0f
-                hx = 1.0 - lx
-                hy = 1.0 - ly
-                x0 = x0f.to(tl.int32)
-                y0 = y0f.to(tl.int32)
-                v00, _, _ = _corner(value_ptr, value_base, start, x0, y0, width, height, q_mask, d, d_mask,
-                                    value_row_stride)
-                v01, _, _ = _corner(value_ptr, value_base, start, x0 + 1, y0, width, height, q_mask, d, d_mask,
-                                    value_row_stride)
-                v10, _, _ = _corner(value_ptr, value_base, start, x0, y0 + 1, width, height, q_mask, d, d_mask,
-                                    value_row_stride)
-                v11, _, _ = _corner(value_ptr, value_base, start, x0 + 1, y0 + 1, width, height, q_mask, d,
-                                    d_mask, value_row_stride)
-                sampled = ((hy * hx)[:, None] * v00 + (hy * lx)[:, None] * v01
-                           + (ly * hx)[:, None] * v10 + (ly * lx)[:, None] * v11)
-                acc += attn[:, None] * sampled
+        for index in tl.static_range(LEVELS * POINTS):  # level index // POINTS, point index % POINTS
+            (sample, width, height, attn, lx, ly, hx, hy,
+             v00, _, _, v01, _, _, v10, _, _, v11, _, _) = _sample_point(
+                value_ptr, value_base, value_row_stride, shapes_ptr, starts_ptr, grid_ptr, attn_ptr, row,
+                index, q_mask, d, d_mask, LEVELS, POINTS)
+            sampled = ((hy * hx)[:, None] * v00 + (hy * lx)[:, None] * v01
+                       + (ly * hx)[:, None] * v10 + (ly * lx)[:, None] * v11)
+            acc += attn[:, None] * sampled
         out_offsets = row[:, None] * channels + d[None, :]  # out: (N, Lq, M, D)
         tl.store(out_ptr + out_offsets, acc, mask=q_mask[:, None] & d_mask[None, :])
 
@@ -110,63 +132,32 @@ if triton is not None:
                          grad_value_ptr, grad_grid_ptr, grad_attn_ptr,
                          num_tokens, num_queries, num_heads, channels,
                          LEVELS: tl.constexpr, POINTS: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr):
-        block = tl.program_id(0)
-        batch_head = tl.program_id(1)
-        n = batch_head // num_heads
-        m = batch_head % num_heads
-        q = block * BLOCK_Q + tl.arange(0, BLOCK_Q)
-        d = tl.arange(0, BLOCK_D)
-        q_mask = q < num_queries
-        d_mask = d < channels
-        row = (n * num_queries + q).to(tl.int64) * num_heads + m
-        value_row_stride = num_heads * channels
-        value_base = n.to(tl.int64) * num_tokens * value_row_stride + m * channels
+        q_mask, d, d_mask, row, value_row_stride, value_base = _program_rows(
+            num_tokens, num_queries, num_heads, channels, BLOCK_Q, BLOCK_D)
         grad = tl.load(grad_out_ptr + row[:, None] * channels + d[None, :],
                        mask=q_mask[:, None] & d_mask[None, :], other=0.0)  # (BLOCK_Q, BLOCK_D)
-        for level in tl.static_range(LEVELS):
-            height = tl.load(shapes_ptr + 2 * level)
-            width = tl.load(shapes_ptr + 2 * level + 1)
-            start = tl.load(starts_ptr + level)
-            for point in tl.static_range(POINTS):
-                sample = row * (LEVELS * POINTS) + level * POINTS + point
-                attn = tl.load(attn_ptr + sample, mask=q_mask, other=0.0)
-                gx = tl.load(grid_ptr + 2 * sample, mask=q_mask, other=0.0)
-                gy = tl.load(grid_ptr + 2 * sample + 1, mask=q_mask, other=0.0)
-                x = ((gx + 1.0) * width - 1.0) * 0.5
-                y = ((gy + 1.0) * height - 1.0) * 0.5
-                x0f = tl.floor(x)
-                y0f = tl.floor(y)
-                lx = x - x0f
-                ly = y - y0f
-                hx = 1.0 - lx
-                hy = 1.0 - ly
-                x0 = x0f.to(tl.int32)
-                y0 = y0f.to(tl.int32)
-                v00, m00, o00 = _corner(value_ptr, value_base, start, x0, y0, width, height, q_mask, d, d_mask,
-                                        value_row_stride)
-                v01, m01, o01 = _corner(value_ptr, value_base, start, x0 + 1, y0, width, height, q_mask, d, d_mask,
-                                        value_row_stride)
-                v10, m10, o10 = _corner(value_ptr, value_base, start, x0, y0 + 1, width, height, q_mask, d, d_mask,
-                                        value_row_stride)
-                v11, m11, o11 = _corner(value_ptr, value_base, start, x0 + 1, y0 + 1, width, height, q_mask, d,
-                                        d_mask, value_row_stride)
-                # gradient of the values: each corner gets grad * attention * its bilinear weight
-                weighted = attn[:, None] * grad
-                tl.atomic_add(grad_value_ptr + o00, (hy * hx)[:, None] * weighted, mask=m00[:, None] & d_mask[None, :])
-                tl.atomic_add(grad_value_ptr + o01, (hy * lx)[:, None] * weighted, mask=m01[:, None] & d_mask[None, :])
-                tl.atomic_add(grad_value_ptr + o10, (ly * hx)[:, None] * weighted, mask=m10[:, None] & d_mask[None, :])
-                tl.atomic_add(grad_value_ptr + o11, (ly * lx)[:, None] * weighted, mask=m11[:, None] & d_mask[None, :])
-                # grad . corner rows: the attention weight's gradient and the location's
-                s00 = tl.sum(grad * v00, axis=1)
-                s01 = tl.sum(grad * v01, axis=1)
-                s10 = tl.sum(grad * v10, axis=1)
-                s11 = tl.sum(grad * v11, axis=1)
-                grad_attn = hy * hx * s00 + hy * lx * s01 + ly * hx * s10 + ly * lx * s11
-                grad_lx = attn * (hy * (s01 - s00) + ly * (s11 - s10))
-                grad_ly = attn * (hx * (s10 - s00) + lx * (s11 - s01))
-                tl.store(grad_attn_ptr + sample, grad_attn, mask=q_mask)
-                tl.store(grad_grid_ptr + 2 * sample, grad_lx * width * 0.5, mask=q_mask)
-                tl.store(grad_grid_ptr + 2 * sample + 1, grad_ly * height * 0.5, mask=q_mask)
+        for index in tl.static_range(LEVELS * POINTS):  # level index // POINTS, point index % POINTS
+            (sample, width, height, attn, lx, ly, hx, hy,
+             v00, m00, o00, v01, m01, o01, v10, m10, o10, v11, m11, o11) = _sample_point(
+                value_ptr, value_base, value_row_stride, shapes_ptr, starts_ptr, grid_ptr, attn_ptr, row,
+                index, q_mask, d, d_mask, LEVELS, POINTS)
+            # gradient of the values: each corner gets grad * attention * its bilinear weight
+            weighted = attn[:, None] * grad
+            tl.atomic_add(grad_value_ptr + o00, (hy * hx)[:, None] * weighted, mask=m00[:, None] & d_mask[None, :])
+            tl.atomic_add(grad_value_ptr + o01, (hy * lx)[:, None] * weighted, mask=m01[:, None] & d_mask[None, :])
+            tl.atomic_add(grad_value_ptr + o10, (ly * hx)[:, None] * weighted, mask=m10[:, None] & d_mask[None, :])
+            tl.atomic_add(grad_value_ptr + o11, (ly * lx)[:, None] * weighted, mask=m11[:, None] & d_mask[None, :])
+            # grad . corner rows: the attention weight's gradient and the location's
+            s00 = tl.sum(grad * v00, axis=1)
+            s01 = tl.sum(grad * v01, axis=1)
+            s10 = tl.sum(grad * v10, axis=1)
+            s11 = tl.sum(grad * v11, axis=1)
+            grad_attn = hy * hx * s00 + hy * lx * s01 + ly * hx * s10 + ly * lx * s11
+            grad_lx = attn * (hy * (s01 - s00) + ly * (s11 - s10))
+            grad_ly = attn * (hx * (s10 - s00) + lx * (s11 - s01))
+            tl.store(grad_attn_ptr + sample, grad_attn, mask=q_mask)
+            tl.store(grad_grid_ptr + 2 * sample, grad_lx * width * 0.5, mask=q_mask)
+            tl.store(grad_grid_ptr + 2 * sample + 1, grad_ly * height * 0.5, mask=q_mask)
 
 
 _BLOCK_Q = 32

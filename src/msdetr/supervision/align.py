@@ -41,18 +41,23 @@ class AlignSupervision:
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         num_layers = require_stream(output, self.stream, "align (many_to_one)")
+        stream = output.streams[self.stream]
+        # the earlier layers in one pass (one host transfer), the last one with its own k
+        assignments = (
+            self.assigner.assign_layers(stream.logits[:-1], stream.boxes[:-1], targets) if num_layers > 1 else []
+        )
         tasks = []
         for layer in range(num_layers):
             final = layer == num_layers - 1
             predictions = layer_predictions(output, self.stream, layer)
-            assigner = self.final_assigner if final else self.assigner
+            assignment = self.final_assigner(predictions, targets) if final else assignments[layer]
             tasks.append(
                 SupervisionTask(
                     stream=self.stream,
                     layer=layer,
                     predictions=predictions,
                     targets=targets,
-                    assignment=assigner(predictions, targets),
+                    assignment=assignment,
                     log_class_error=final,
                     rank_tau=self.tau,
                 )

@@ -19,7 +19,8 @@ use it when present, which saves most of the per-call overhead. An assigner with
 
 A **supervision strategy** turns a `DetectorOutput` and the targets into a list
 of `SupervisionTask`: which predictions (stream, layer) are supervised, by which
-targets, with which assignment. The criterion only computes losses of tasks.
+targets, with which assignment. The criterion only computes losses of tasks (all of them in one
+batched path, `msdetr.losses.batched`).
 New strategies (hybrid, group, denoising) are new files producing tasks for their
 own streams; `ComposedSupervision` runs several. A strategy that needs extra
 decoder queries (denoising, hybrid, group) will also provide them to the detector
@@ -106,14 +107,16 @@ class SupervisionTask:
 
     stream: the loss-weight group ("one_to_one", "one_to_many", "encoder", ...).
     layer: decoder layer index (0-based), or None for the encoder proposals.
-    predictions: the (B, Q, C) logits and (B, Q, 4) boxes that receive the losses.
+    predictions: the (B, Q, C) logits and (B, Q, 4) boxes (and masks, with a mask head) that receive
+        the losses.
     targets: the targets of this task (the encoder uses class-agnostic targets).
     assignment: per image (pred_idx, target_idx), see the module docstring.
     log_class_error: also log the class error (the official code does so on the
         final layer of each decoder stream only).
-    rank_tau: prime-sample weighting (Align-DETR, DAC-DETR): each pair's losses are scaled by
-        exp(-rank / rank_tau), rank = the pair's place among its target's pairs by IoU-aware
-        quality (0 = best; see `msdetr.losses.iou_aware`). None: every pair weighs 1.
+    rank_tau: prime-sample weighting (Align-DETR, DAC-DETR): each pair's box terms (L1, GIoU) and
+        its IoU-aware classification target are scaled by exp(-rank / rank_tau), rank = the pair's
+        place among its target's pairs by IoU-aware quality (0 = best; see `msdetr.losses.iou_aware`;
+        a focal classification term is not weighted). None: every pair weighs 1.
     normalizer_scale: the task's losses are divided by N * normalizer_scale (N: the
         batch's target count); H-DETR's one-to-many branch uses k (its targets are
         repeated k times), Group DETR the number of groups G, DN-DETR / DINO denoising the

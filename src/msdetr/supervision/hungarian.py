@@ -14,6 +14,8 @@ decoder layers with one transfer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -25,7 +27,7 @@ from msdetr.ops.boxes import pairwise_generalized_box_iou
 from msdetr.supervision.base import Assignment, LayerPredictions, Targets
 from msdetr.supervision.mask_cost import MaskMatchingCost
 from msdetr.supervision.precision import autocast_disabled
-from msdetr.supervision.targets import PaddedTargets, layers_per_chunk, pad_targets
+from msdetr.supervision.targets import PaddedTargets, diverged_matching_error, layers_per_chunk, pad_targets
 
 _LOG_EPS = 1e-8
 
@@ -37,6 +39,7 @@ def focal_matching_cost(prob: Tensor, alpha: float, gamma: float) -> Tensor:
     return positive - negative
 
 
+@dataclass(eq=False)
 class HungarianAssigner:
     """Optimal one-to-one assignment minimizing the DETR matching cost.
 
@@ -51,27 +54,19 @@ class HungarianAssigner:
     increasing, on the predictions' device.
     """
 
-    def __init__(
-        self,
-        cost_class: float = 2.0,
-        cost_bbox: float = 5.0,
-        cost_giou: float = 2.0,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
-        mask_cost: MaskMatchingCost | None = None,
-        iou_epsilon: float = 0.0,
-    ) -> None:
-        if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
+    cost_class: float = 2.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    mask_cost: MaskMatchingCost | None = None
+    iou_epsilon: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cost_class == 0 and self.cost_bbox == 0 and self.cost_giou == 0:
             raise MsdetrError(
                 "supervision.matcher: all matching costs are 0; give at least one a positive weight"
             )
-        self.cost_class = cost_class
-        self.cost_bbox = cost_bbox
-        self.cost_giou = cost_giou
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
-        self.mask_cost = mask_cost
-        self.iou_epsilon = iou_epsilon
 
     @torch.no_grad()
     def cost_matrix(self, predictions: LayerPredictions, padded: PaddedTargets) -> Tensor:
@@ -95,18 +90,16 @@ class HungarianAssigner:
                                   masks=predictions.masks)[0]
 
     @torch.no_grad()
-    def assign_layers(self, logits: Tensor, boxes: Tensor, targets: Targets,
-                      masks: MaskPredictions | None = None) -> list[Assignment]:
-        """All decoder layers at once: logits (L, B, Q, C), boxes (L, B, Q, 4) -> one assignment
-        per layer. The costs of all layers are built together and moved to the host once.
-        masks: the layers' masks (query_embed (L, B, Q, M)), for the optional mask cost."""
+    def layer_costs(self, logits: Tensor, boxes: Tensor, targets: Targets,
+                    masks: MaskPredictions | None = None) -> tuple[np.ndarray, PaddedTargets] | None:
+        """The host (L * B, Q, T) float32 costs of all layers (row l * B + b) and the padded targets,
+        built together and moved to the host once; None when the batch has no target.
+        logits (L, B, Q, C), boxes (L, B, Q, 4); masks: the layers' masks (query_embed (L, B, Q, M))."""
         num_layers, batch = logits.shape[:2]
-        device = logits.device
-        padded = pad_targets(targets, device)
+        padded = pad_targets(targets, logits.device)
         if padded.max_count == 0:
-            empty = torch.zeros(0, dtype=torch.int64, device=device)
-            return [[(empty, empty) for _ in targets] for _ in range(num_layers)]
-        chunk = layers_per_chunk(num_layers, batch * logits.shape[2] * padded.max_count, device)
+            return None
+        chunk = layers_per_chunk(num_layers, batch * logits.shape[2] * padded.max_count, logits.device)
         costs = []
         for start in range(0, num_layers, chunk):
             if chunk >= num_layers:  # all layers at once: no slicing
@@ -121,27 +114,44 @@ class HungarianAssigner:
                                               masks.stride)
                 cost = cost + self.mask_cost(layer_masks, targets, padded.max_count).flatten(0, 1)
             costs.append(cost)
-        cost = (costs[0] if len(costs) == 1 else torch.cat(costs)).cpu().numpy()  # (L * B, Q, T), row l * B + b
-        rows, cols = [], []
-        for row in range(num_layers * batch):
-            layer, image = divmod(row, batch)
-            row_cost = cost[row, :, : padded.counts[image]]
-            if not np.isfinite(row_cost).all():
-                where = f" (decoder layer {layer})" if num_layers > 1 else ""
-                raise MsdetrError(
-                    f"one-to-one assignment: image {image} of the batch{where}: the matching cost has "
-                    "NaN or inf values; check that image's target boxes, and lower the learning rate "
-                    "if the model's predictions diverged"
-                )
-            row_pred, row_target = linear_sum_assignment(row_cost)
-            rows.append(row_pred)
-            cols.append(row_target)
-        if device.type == "cpu":  # host tensors as they are: no copy, no operator per row
-            per_row = [(torch.from_numpy(r.astype(np.int64)), torch.from_numpy(c.astype(np.int64)))
-                       for r, c in zip(rows, cols)]
-        else:  # one transfer back to the device
-            sizes = [len(r) for r in rows]
-            pairs = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64))
-            pred_idx, target_idx = pairs.to(device).split(1)
-            per_row = list(zip(pred_idx[0].split(sizes), target_idx[0].split(sizes)))
-        return [per_row[layer * batch : (layer + 1) * batch] for layer in range(num_layers)]
+        return (costs[0] if len(costs) == 1 else torch.cat(costs)).cpu().numpy(), padded
+
+    @torch.no_grad()
+    def assign_layers(self, logits: Tensor, boxes: Tensor, targets: Targets,
+                      masks: MaskPredictions | None = None) -> list[Assignment]:
+        """All decoder layers at once: logits (L, B, Q, C), boxes (L, B, Q, 4) -> one assignment
+        per layer. The costs of all layers are built together and moved to the host once.
+        masks: the layers' masks (query_embed (L, B, Q, M)), for the optional mask cost."""
+        costs = self.layer_costs(logits, boxes, targets, masks)
+        return solve_layers(costs, logits.shape[0], len(targets), logits.device, linear_sum_assignment,
+                            "one-to-one")
+
+
+def solve_layers(costs: tuple[np.ndarray, PaddedTargets] | None, num_layers: int, batch: int,
+                 device: torch.device, solve, assignment: str) -> list[Assignment]:
+    """Per layer and image, `solve(row_cost)` on the (Q, T_b) host cost of `HungarianAssigner.layer_costs`
+    -> (pred_idx, target_idx) numpy arrays; the results back on `device` with at most one transfer.
+    A non-finite cost raises (`diverged_matching_error`, naming `assignment`)."""
+    if costs is None:  # no target in the batch
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        return [[(empty, empty) for _ in range(batch)] for _ in range(num_layers)]
+    cost, padded = costs
+    rows, cols = [], []
+    for row in range(num_layers * batch):
+        layer, image = divmod(row, batch)
+        row_cost = cost[row, :, : padded.counts[image]]
+        if not np.isfinite(row_cost).all():
+            raise diverged_matching_error(assignment, image, layer if num_layers > 1 else None,
+                                          "matching cost has NaN or inf values")
+        row_pred, row_target = solve(row_cost)
+        rows.append(row_pred)
+        cols.append(row_target)
+    if device.type == "cpu":  # host tensors as they are: no copy, no operator per row
+        per_row = [(torch.from_numpy(r.astype(np.int64)), torch.from_numpy(c.astype(np.int64)))
+                   for r, c in zip(rows, cols)]
+    else:  # one transfer back to the device
+        sizes = [len(r) for r in rows]
+        pairs = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64))
+        pred_idx, target_idx = pairs.to(device).split(1)
+        per_row = list(zip(pred_idx[0].split(sizes), target_idx[0].split(sizes)))
+    return [per_row[layer * batch : (layer + 1) * batch] for layer in range(num_layers)]

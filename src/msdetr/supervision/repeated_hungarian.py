@@ -21,10 +21,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from msdetr.errors import MsdetrError
 from msdetr.supervision.base import Assignment, LayerPredictions, Targets
-from msdetr.supervision.hungarian import HungarianAssigner
-from msdetr.supervision.targets import pad_targets
+from msdetr.supervision.hungarian import HungarianAssigner, solve_layers
 
 
 def capped_copies(k: int, num_queries: int, num_targets: int) -> int:
@@ -52,31 +50,20 @@ class RepeatedHungarianAssigner:
     @torch.no_grad()
     def __call__(self, predictions: LayerPredictions, targets: Targets) -> Assignment:
         """One layer: logits (B, Q, C), boxes (B, Q, 4) -> per image (pred_idx, target_idx)."""
-        device = predictions.logits.device
-        num_queries = predictions.logits.shape[1]
-        padded = pad_targets(targets, device)
-        if padded.max_count == 0:
-            empty = torch.zeros(0, dtype=torch.int64, device=device)
-            return [(empty, empty) for _ in targets]
-        cost = self.hungarian.cost_matrix(predictions, padded).cpu().numpy()  # (B, Q, T)
-        result = []
-        for image, count in enumerate(padded.counts):
-            row_cost = cost[image, :, :count]
-            if not np.isfinite(row_cost).all():
-                raise MsdetrError(
-                    f"many-to-one assignment: image {image} of the batch: the matching cost has NaN or "
-                    "inf values; check that image's target boxes, and lower the learning rate if the "
-                    "model's predictions diverged"
-                )
-            copies = capped_copies(self.k, num_queries, count)
-            pred_idx, column = linear_sum_assignment(np.tile(row_cost, (1, copies)))
-            target_idx = column % max(count, 1)
-            order = np.argsort(target_idx, kind="stable")
-            pairs = torch.from_numpy(np.stack([pred_idx[order], target_idx[order]]).astype(np.int64))
-            result.append(_to(pairs, device))
-        return result
+        return self.assign_layers(predictions.logits[None], predictions.boxes[None], targets)[0]
 
+    @torch.no_grad()
+    def assign_layers(self, logits: Tensor, boxes: Tensor, targets: Targets) -> list[Assignment]:
+        """All decoder layers at once: logits (L, B, Q, C), boxes (L, B, Q, 4) -> one assignment per
+        layer, with one host transfer for the costs of all layers (`HungarianAssigner.layer_costs`)."""
+        costs = self.hungarian.layer_costs(logits, boxes, targets)
+        return solve_layers(costs, logits.shape[0], len(targets), logits.device, self._solve, "many-to-one")
 
-def _to(pairs: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
-    pairs = pairs.to(device)
-    return pairs[0], pairs[1]
+    def _solve(self, row_cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, T) host cost of one image -> (pred_idx, target_idx), ordered by target, k pairs per target."""
+        num_queries, count = row_cost.shape
+        copies = capped_copies(self.k, num_queries, count)
+        pred_idx, column = linear_sum_assignment(np.tile(row_cost, (1, copies)))
+        target_idx = column % max(count, 1)
+        order = np.argsort(target_idx, kind="stable")
+        return pred_idx[order], target_idx[order]

@@ -31,6 +31,18 @@ def layers_per_chunk(
     return max(1, min(num_layers, limit // max(1, elements_per_layer)))
 
 
+def diverged_matching_error(assignment: str, image: int, layer: int | None, what: str) -> MsdetrError:
+    """The one error of every assigner whose matching cost / score is not finite.
+
+    assignment: "one-to-one", "many-to-one", ...; image: index in the batch; layer: decoder layer
+    (None: do not name it); what: e.g. "matching cost has NaN or inf values"."""
+    where = "" if layer is None else f" (decoder layer {layer})"
+    return MsdetrError(
+        f"{assignment} assignment: image {image} of the batch{where}: the {what}; check that image's "
+        "target boxes, and lower the learning rate if the model's predictions diverged"
+    )
+
+
 # A valid box for padded target slots: keeps IoU/GIoU finite, never selected.
 _PAD_BOX = (0.5, 0.5, 1.0, 1.0)
 

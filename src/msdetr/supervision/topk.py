@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from msdetr.errors import MsdetrError
+from msdetr.config.supervision import TopKMode
 from msdetr.ops.boxes import pairwise_box_iou
 from msdetr.supervision.base import Assignment, LayerPredictions, Targets
 from msdetr.supervision.precision import autocast_disabled
-from msdetr.supervision.targets import PaddedTargets, cached_arange, layers_per_chunk, pad_targets
-
-TopKMode = Literal["official", "paper"]
+from msdetr.supervision.targets import (
+    PaddedTargets,
+    cached_arange,
+    diverged_matching_error,
+    layers_per_chunk,
+    pad_targets,
+)
 
 # On the CPU, the top-K assigner gains from assigning two layers together at 900 queries x 50
 # targets (fewer fixed operation costs), where the Hungarian assigner does not (docs/benchmarks.md).
@@ -271,14 +274,9 @@ class _Rows:
         """has_nan: per row, whether (or for how many targets) its matching scores hold NaN."""
         for row, flag in enumerate(has_nan):
             if flag:
-                layer = (
-                    f" (decoder layer {self.layers[row // self.batch_size]})" if len(self.layers) > 1 else ""
-                )
-                raise MsdetrError(
-                    f"one-to-many assignment: image {row % self.batch_size} of the batch{layer}: the "
-                    "matching score has NaN values; check that image's target boxes, and lower the "
-                    "learning rate if the model's predictions diverged"
-                )
+                layer = self.layers[row // self.batch_size] if len(self.layers) > 1 else None
+                raise diverged_matching_error("one-to-many", row % self.batch_size, layer,
+                                              "matching score has NaN values")
 
 
 def _taken_pairs(
