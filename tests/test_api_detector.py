@@ -122,6 +122,7 @@ def test_load_errors(tmp_path):
         msdetr.load(bad)
 
 
+@pytest.mark.slow
 def test_official_checkpoint_loads_with_coco_names(tmp_path):
     from conformance_fixture import load_fixture
 

@@ -29,6 +29,8 @@ from msdetr.losses.build import build_criterion
 from msdetr.modeling.build import build_model
 from test_conformance_model import batch_like_official
 
+pytestmark = pytest.mark.slow
+
 DEFAULT = Path(__file__).parent / "fixtures" / "dn_dab_deformable_reference.pt"
 _DAB_NAMES = [  # reference name -> ours, for what the MS-DETR converter does not know
     (r"^tgt_embed\.", "queries.tgt_embed."),

@@ -17,6 +17,8 @@ from msdetr.losses.names import to_official_name
 from msdetr.modeling.build import build_model
 from test_conformance_model import batch_like_official
 
+pytestmark = pytest.mark.slow
+
 ATOL = 1e-4
 GRAD_RTOL = 1e-3
 

@@ -11,6 +11,8 @@ from msdetr.compat.official import config_from_official_args, convert_official_s
 from msdetr.evaluation.postprocess import postprocess
 from msdetr.modeling.build import build_model
 
+pytestmark = pytest.mark.slow
+
 CONFIGS = ["ddetr_boxrefine_twostage", "ddetr_pp", "msdetr", "msdetr_noauxffn", "msdetr_pp", "msdetr_pp_merge"]
 ATOL = 1e-4
 

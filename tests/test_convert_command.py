@@ -22,6 +22,7 @@ def _official_checkpoint(tmp_path, fixture, name):
 
 
 @pytest.mark.parametrize("name", ["msdetr_pp", "ddetr_boxrefine_twostage"])
+@pytest.mark.slow
 def test_convert_then_load_reproduces_official(tmp_path, capsys, name):
     fixture = load_fixture()
     src, entry = _official_checkpoint(tmp_path, fixture, name)
@@ -39,6 +40,7 @@ def test_convert_then_load_reproduces_official(tmp_path, capsys, name):
     assert load_model_file(src).source == "official"
 
 
+@pytest.mark.slow
 def test_convert_reports_unplaced_keys(tmp_path, capsys):
     fixture = load_fixture()
     src, entry = _official_checkpoint(tmp_path, fixture, "msdetr")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import socket
 
 import torch
@@ -9,6 +10,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from msdetr.losses.normalization import num_targets_across_ranks
+
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

@@ -57,6 +57,7 @@ def test_graph_is_the_evaluation_postprocessing(setup):
     assert build_from_file(setup[0])[0].cfg.padding_invariant is True
 
 
+@pytest.mark.slow
 def test_fixed_size_export_matches_pytorch(setup, tmp_path):
     _, graph, images = setup
     image = images[0][None]
@@ -94,6 +95,7 @@ def test_dynamic_export_matches_pytorch_at_other_sizes(setup, tmp_path):
     _assert_matches(run_onnxruntime(exported.path, batch), expected, *batch.shape[-2:])
 
 
+@pytest.mark.slow
 def test_export_command(setup, tmp_path, capsys):
     checkpoint, _, _ = setup
     out = tmp_path / "cli.onnx"
@@ -114,6 +116,7 @@ def test_export_bad_size_is_a_one_line_error(setup, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("variant", ["dab_dn", "dino"])
+@pytest.mark.slow
 def test_dab_and_dino_models_export_without_denoising_queries(variant, setup, tmp_path):
     """Anchor (DAB) queries with DN-DETR denoising, and Deformable-DETR++ with DINO's contrastive
     denoising: the exported graph is the inference path (no denoising queries, no label embedding)."""

@@ -41,6 +41,7 @@ def test_graph_masks_are_the_evaluation_masks(setup):
     assert masks.any()
 
 
+@pytest.mark.slow
 def test_onnx_masks_match_pytorch(setup, tmp_path):
     _, graph, image = setup
     exported = export_onnx(graph, tmp_path / "mask.onnx", 64, 80)
@@ -54,6 +55,7 @@ def test_onnx_masks_match_pytorch(setup, tmp_path):
     assert float((got_masks != masks).float().mean()) < 1e-3  # only logits within rounding of 0 may flip
 
 
+@pytest.mark.slow
 def test_export_command_checks_masks(setup, tmp_path, capsys):
     checkpoint, _, _ = setup
     assert main(["export", "--weights", str(checkpoint), "--out", str(tmp_path / "cli.onnx")]) == 0

@@ -74,6 +74,7 @@ def test_a_backbone_of_another_resnet_is_refused(tmp_path):
         init_backbone_from_checkpoint(model, tmp_path / "absent.pth")
 
 
+@pytest.mark.slow
 def test_train_cli_starts_from_the_backbone_with_frozen_batchnorm(tmp_path):
     """A run with --init-backbone and a fully frozen backbone ends with exactly the source's
     backbone weights (frozen BatchNorm included), while the transformer trained from a fresh init."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ from msdetr.modeling.build import build_model
 from test_train_support import final_weights, tiny_run_config
 
 
+@pytest.mark.slow
 def test_official_checkpoint_into_a_model_with_other_classes(tmp_path):
     from conformance_fixture import load_fixture
 
@@ -57,6 +59,7 @@ def three_class_dataset(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_training_run_starts_from_a_six_class_checkpoint_on_three_classes(tmp_path):
     six = tiny_run_config(tmp_path)
     six.model.backbone.freeze_at = "all"

@@ -35,6 +35,7 @@ def poison_criterion(monkeypatch, bad_calls):
     monkeypatch.setattr(trainer_module, "build_criterion", build)
 
 
+@pytest.mark.slow
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
     poison_criterion(monkeypatch, lambda n: n in (2, 3))
     cfg = tiny_run_config(tmp_path, epochs=1, vis_images=0, max_nonfinite_steps=3)
@@ -66,6 +67,7 @@ def test_too_many_in_a_row_stop_with_a_clear_error(tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
+@pytest.mark.slow
 def test_amp_training_runs(tmp_path, amp):
     cfg = tiny_run_config(tmp_path, epochs=1, vis_images=0, amp=amp, max_steps=2)
     cfg.model.backbone.freeze_at = "all"

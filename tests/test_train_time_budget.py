@@ -83,6 +83,7 @@ def test_process_start_time_is_in_the_past():
     assert start <= time.time() and time.time() - start < 24 * 3600
 
 
+@pytest.mark.slow
 def test_trainer_stops_and_completes_the_schedule_when_the_budget_is_spent(tmp_path):
     """A budget that is already spent when training starts: the warm-up steps run, then the
     plan ends the run there, the schedule's total is the steps done and it still evaluates."""
