@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
