@@ -15,7 +15,7 @@ from msdetr.export.inference_graph import InferenceGraph
 from msdetr.export.onnx_export import export_onnx, run_onnxruntime, smallest_dynamic_side
 from msdetr.inference.preprocess import EvalPreprocessor
 from msdetr.model_io import build_from_file
-from test_predict_support import random_checkpoint
+from support.checkpoints import random_checkpoint
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -12,7 +12,7 @@ from msdetr.evaluation.postprocess import postprocess
 from msdetr.export.inference_graph import InferenceGraph
 from msdetr.export.onnx_export import export_onnx, run_onnxruntime
 from msdetr.model_io import build_from_file
-from test_predict_support import random_checkpoint
+from support.checkpoints import random_checkpoint
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

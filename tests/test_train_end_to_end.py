@@ -11,12 +11,12 @@ from msdetr.cli import main
 from msdetr.config.loader import save_config
 from msdetr.engine.metrics_log import read_metrics
 from msdetr.model_io import build_from_file, load_model_file
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
 @pytest.mark.slow
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
-    cfg = tiny_run_config(tmp_path, train_images=4, val_images=3, epochs=2)
+    cfg = tiny_run_config(train_images=4, val_images=3, epochs=2)
     save_config(cfg, tmp_path / "tiny.yaml")
     run = tmp_path / "runs" / "demo"
     assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--output", str(run), "--quiet"]) == 0
