@@ -26,3 +26,11 @@ def synthetic_cache(tmp_path_factory):
         os.environ.pop("MSDETR_CACHE", None)
     else:
         os.environ["MSDETR_CACHE"] = previous
+
+
+@pytest.fixture
+def onnx():
+    """The `onnx` module, for the tests that export and run graphs (skipped without onnx or
+    onnxruntime); asked for by those tests only, so that collecting the others does not import it."""
+    pytest.importorskip("onnxruntime")
+    return pytest.importorskip("onnx")

@@ -14,9 +14,6 @@ from msdetr.export.onnx_export import export_onnx, run_onnxruntime
 from msdetr.model_io import build_from_file
 from support.checkpoints import random_checkpoint
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
@@ -42,7 +39,7 @@ def test_graph_masks_are_the_evaluation_masks(setup):
 
 
 @pytest.mark.slow
-def test_onnx_masks_match_pytorch(setup, tmp_path):
+def test_onnx_masks_match_pytorch(onnx, setup, tmp_path):
     _, graph, image = setup
     exported = export_onnx(graph, tmp_path / "mask.onnx", 64, 80)
     assert [o.name for o in onnx.load(str(exported.path)).graph.output] == ["boxes", "scores", "labels", "masks"]
@@ -56,7 +53,7 @@ def test_onnx_masks_match_pytorch(setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_command_checks_masks(setup, tmp_path, capsys):
+def test_export_command_checks_masks(onnx, setup, tmp_path, capsys):
     checkpoint, _, _ = setup
     assert main(["export", "--weights", str(checkpoint), "--out", str(tmp_path / "cli.onnx")]) == 0
     assert "of pixels differ" in capsys.readouterr().out

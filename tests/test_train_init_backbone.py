@@ -27,6 +27,7 @@ def _source_checkpoint(tmp_path, cfg):
     return source.state_dict()
 
 
+@pytest.mark.slow
 def test_backbone_from_our_checkpoint_rest_untouched(tmp_path):
     cfg = tiny_run_config()
     source = _source_checkpoint(tmp_path, cfg)
@@ -61,6 +62,7 @@ def test_backbone_from_a_torchvision_state_dict(tmp_path):
     assert all(torch.equal(after[k], before[k]) for k in after if not k.startswith("backbone."))
 
 
+@pytest.mark.slow
 def test_a_backbone_of_another_resnet_is_refused(tmp_path):
     cfg = tiny_run_config()
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pth")

@@ -54,6 +54,7 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
     assert read_metrics(tmp_path / "run", "train")[-1]["skipped_steps"] == 2
 
 
+@pytest.mark.slow
 def test_too_many_in_a_row_stop_with_a_clear_error(tmp_path, monkeypatch, capsys):
     poison_criterion(monkeypatch, lambda n: n >= 2)
     cfg = tiny_run_config(epochs=3, vis_images=0, max_nonfinite_steps=3)
