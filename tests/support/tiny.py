@@ -31,6 +31,11 @@ def tiny_model_config(*, mixed: bool | None = None, **overrides) -> ModelConfig:
     return replace(cfg, **overrides)
 
 
+def model_overrides(cfg: ModelConfig, fields: list[str]) -> list[str]:
+    """`model.<field>=<value>` override strings (for `--set` / `load_config`) of `cfg`'s `fields`."""
+    return [f"model.{name}={getattr(cfg, name)}" for name in fields]
+
+
 def tiny_run_config(
     tmp_path: Path | None = None,
     *,
