@@ -11,7 +11,10 @@ from msdetr.modeling.query_groups import QueryContext, QueryGroup
 NUM_CLASSES = 5  # the class count of `random_output` / `random_targets`
 
 
-def random_output(num_layers=2, batch=2, num_queries=8, mixed=True, encoder=True, seed=0):
+def random_output(num_layers=2, batch=2, num_queries=8, mixed=True, encoder=True, seed=0) -> DetectorOutput:
+    """Random predictions: `one_to_one` (and `one_to_many` when mixed) streams of logits
+    (L, B, Q, NUM_CLASSES) and boxes (L, B, Q, 4) (cxcywh, centres in [0.2, 0.8], sides in
+    [0.1, 0.4]); with `encoder`, 20 two-stage proposals an image (logits, boxes, anchors)."""
     g = torch.Generator().manual_seed(seed)
 
     def boxes(*shape):
@@ -37,7 +40,9 @@ def random_output(num_layers=2, batch=2, num_queries=8, mixed=True, encoder=True
     return DetectorOutput(streams=streams, encoder=enc)
 
 
-def random_targets(counts, seed=1):
+def random_targets(counts, seed=1) -> list[dict[str, torch.Tensor]]:
+    """One target an image with `counts[i]` objects: boxes (n, 4) cxcywh as `random_output`'s,
+    labels (n,) in [0, NUM_CLASSES)."""
     g = torch.Generator().manual_seed(seed)
     return [
         {
