@@ -84,10 +84,11 @@ def test_preset_builds_trains_one_step_and_predicts(name):
     assert all(math.isfinite(v) for v in terms.values()), {k: v for k, v in terms.items() if not math.isfinite(v)}
     prefixes = {key.split(".")[0] for key in terms}
     assert prefixes == streams | ({"encoder"} if cfg.model.two_stage else set())
-    last = cfg.model.dec_layers - 1
-    for stream in streams:
-        assert {f"{stream}.layer{last}.cls", f"{stream}.layer{last}.bbox", f"{stream}.layer{last}.giou"} <= set(terms)
-    assert (f"one_to_one.layer{last}.mask" in terms) == with_masks
+    box_terms = ("cls", "bbox", "giou") + (("mask", "dice") if with_masks else ())
+    for stream in streams:  # every decoder layer of every stream is supervised
+        for layer in range(cfg.model.dec_layers):
+            assert {f"{stream}.layer{layer}.{term}" for term in box_terms} <= set(terms), (stream, layer, sorted(terms))
+    assert any(key.endswith(".mask") for key in terms) == with_masks
     result.total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
