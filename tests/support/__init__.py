@@ -2,7 +2,8 @@
 
 - `support.tiny`: the one tiny-model builder (`tiny_model_config`), the tiny run config on the
   session's shared synthetic data (`tiny_run_config`), a preset shrunk to the tiny size
-  (`shrunken_preset`), padded image batches (`padded_batch`, `pad_batch`), `final_weights`.
+  (`shrunken_preset`), `--set` strings of a model (`model_overrides`), padded image batches
+  (`padded_batch`, `pad_batch`), `final_weights`.
 - `support.predictions`: random detector outputs and targets for loss / supervision tests.
 - `support.data`: tiny COCO datasets written to disk.
 - `support.checkpoints`: random-weight checkpoints, the squares dataset, a trained checkpoint.
