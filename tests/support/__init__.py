@@ -4,7 +4,7 @@
   session's shared synthetic data (`tiny_run_config`), a preset shrunk to the tiny size
   (`shrunken_preset`), `--set` strings of a model (`model_overrides`), padded image batches
   (`padded_batch`, `pad_batch`), `final_weights`.
-- `support.predictions`: random detector outputs and targets for loss / supervision tests.
+- `support.fakes`: random detector outputs and targets, a learned query group (`LearnedGroup`).
 - `support.data`: tiny COCO datasets written to disk.
 - `support.checkpoints`: random-weight checkpoints, the squares dataset, a trained checkpoint.
 - `support.references`: the one loader of the reference (conformance) fixtures, and the
