@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import torch
+
+from support.reference_stubs import SINGLE_PROCESS, stub_reference_imports
 
 CONFIGS = {
     # name: (match_num = [encoder, layer 0, ..., final layer], tau)
@@ -60,23 +61,6 @@ def _generalized_box_iou(a, b):
     wh = (rb - lt).clamp(min=0)
     area = wh[..., 0] * wh[..., 1]
     return iou - (area - union) / area
-
-
-def stub_detrex() -> None:
-    """detrex.layers / detrex.layers.box_ops / detrex.utils with the few names the criterion uses."""
-    detrex = types.ModuleType("detrex")
-    layers = types.ModuleType("detrex.layers")
-    box_ops = types.ModuleType("detrex.layers.box_ops")
-    utils = types.ModuleType("detrex.utils")
-    for module in (layers, box_ops):
-        module.box_cxcywh_to_xyxy = _box_cxcywh_to_xyxy
-        module.box_iou = _box_iou
-        module.generalized_box_iou = _generalized_box_iou
-    utils.get_world_size = lambda: 1
-    utils.is_dist_avail_and_initialized = lambda: False
-    detrex.layers, detrex.utils, layers.box_ops = layers, utils, box_ops
-    sys.modules.update({"detrex": detrex, "detrex.layers": layers, "detrex.layers.box_ops": box_ops,
-                        "detrex.utils": utils})
 
 
 def make_inputs(seed: int = 0) -> dict:
@@ -149,7 +133,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     reference = Path(argv[0]).resolve()
     output = Path(argv[1]) if len(argv) > 1 else Path(__file__).parent / "fixtures" / "align_detr_reference.pt"
-    stub_detrex()
+    box_ops = {"box_cxcywh_to_xyxy": _box_cxcywh_to_xyxy, "box_iou": _box_iou,
+               "generalized_box_iou": _generalized_box_iou}
+    stub_reference_imports({"detrex": {}, "detrex.layers": box_ops, "detrex.layers.box_ops": box_ops,
+                            "detrex.utils": SINGLE_PROCESS})
     sys.path.insert(0, str(reference))
     torch.set_default_dtype(torch.float32)
     inputs = make_inputs()

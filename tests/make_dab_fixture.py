@@ -35,7 +35,13 @@ from pathlib import Path
 
 import torch
 
-from make_denoising_fixture import _cpu_only, _import_from
+from support.reference_stubs import (
+    DEFORM_ATTN_EXTENSION,
+    TIMM,
+    import_from,
+    pytorch_sampling_function,
+    stub_reference_imports,
+)
 
 DN_SEED = 5
 
@@ -99,17 +105,12 @@ def sampled_entries(numel: int) -> torch.Tensor | None:
 def build(root: Path, package: str):
     """The reference DAB-Deformable-DETR of `package` (DN-DETR's or DAB-DETR's), with `fixture_weights`."""
     model_module, backbone_module, transformer_module, matcher_module, attn_module, func_module, misc = (
-        _import_from(root, [f"models.{package}.{name}" for name in (
+        import_from(root, [f"models.{package}.{name}" for name in (
             "dab_deformable_detr", "backbone", "deformable_transformer", "matcher", "ops.modules.ms_deform_attn",
             "ops.functions.ms_deform_attn_func")] + ["util.misc"]))
     sys.path.insert(0, str(root))  # the reference imports util.* lazily
 
-    class PurePyTorch:
-        @staticmethod
-        def apply(value, shapes, level_start, locations, weights, im2col_step):
-            return func_module.ms_deform_attn_core_pytorch(value, shapes, locations, weights)
-
-    attn_module.MSDeformAttnFunction = PurePyTorch
+    attn_module.MSDeformAttnFunction = pytorch_sampling_function(func_module.ms_deform_attn_core_pytorch)
     backbone_module.is_main_process = lambda: False  # no pretrained download
     args = Namespace(**ARGS)
     torch.manual_seed(0)
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "fixtures" / "dn_dab_deformable_reference.pt")
     args = parser.parse_args()
-    _cpu_only()
+    stub_reference_imports({**DEFORM_ATTN_EXTENSION, **TIMM}, cuda_on_cpu=True)
     fixture = {"args": ARGS, "dn_seed": DN_SEED,  # images and targets: `inputs()`
                "dn_dab": run_case(args.dn_detr, denoising=True),
                "dab": run_case(args.dab_detr, denoising=False)}

@@ -28,30 +28,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import torch
 
+from support.reference_stubs import DEFORM_ATTN_EXTENSION, pytorch_sampling_function, stub_reference_imports
+
 NUM_LAYERS, NUM_QUERIES, NUM_CLASSES = 3, 20, 7
 BALANCE = 3  # the released training loop's `balance_num`
-
-
-def stub_reference_imports() -> None:
-    sys.modules["MultiScaleDeformableAttention"] = types.ModuleType("MultiScaleDeformableAttention")
-    backbone = types.ModuleType("models.backbone")
-    backbone.build_backbone = None
-    sys.modules["models.backbone"] = backbone
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    original_to = torch.Tensor.to
-
-    def to_cpu(self, *args, **kwargs):
-        args = tuple("cpu" if isinstance(a, str) and a.startswith("cuda") else a for a in args)
-        if isinstance(kwargs.get("device"), str) and kwargs["device"].startswith("cuda"):
-            kwargs["device"] = "cpu"
-        return original_to(self, *args, **kwargs)
-
-    torch.Tensor.to = to_cpu
 
 
 def make_inputs(seed: int = 0) -> dict:
@@ -142,18 +126,6 @@ def run_reference(inputs: dict) -> dict:
 BRANCH = {"hidden": 16, "heads": 4, "levels": 2, "points": 2, "ffn": 32, "queries": 6, "classes": 5}
 
 
-def _ms_deform_attn_function():
-    """The reference's pure-PyTorch sampling (`ms_deform_attn_core_pytorch`) in place of the compiled op."""
-    from models.ops.functions.ms_deform_attn_func import ms_deform_attn_core_pytorch
-
-    class PyTorchFunction:
-        @staticmethod
-        def apply(value, shapes, level_start_index, locations, weights, im2col_step):
-            return ms_deform_attn_core_pytorch(value, shapes, locations, weights)
-
-    return PyTorchFunction
-
-
 def run_reference_branch(seed: int = 1) -> dict:
     """The released decoder (`DeformableTransformerDecoder` with its divide-and-conquer layers,
     box refinement, look forward twice) and per-layer shared heads, as the released detector
@@ -162,9 +134,10 @@ def run_reference_branch(seed: int = 1) -> dict:
     import models.ops.modules.ms_deform_attn as msda
     from models.deformable_detr import MLP
     from models.deformable_transformer import DeformableTransformerDecoder, DeformableTransformerDecoderLayer
+    from models.ops.functions.ms_deform_attn_func import ms_deform_attn_core_pytorch
     from util.misc import inverse_sigmoid
 
-    msda.MSDeformAttnFunction = _ms_deform_attn_function()
+    msda.MSDeformAttnFunction = pytorch_sampling_function(ms_deform_attn_core_pytorch)
     c = BRANCH
     torch.manual_seed(seed)
     layer = DeformableTransformerDecoderLayer(c["hidden"], c["ffn"], 0.0, "relu", c["levels"], c["heads"], c["points"])
@@ -244,7 +217,8 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     reference = Path(argv[0]).resolve()
     output = Path(argv[1]) if len(argv) > 1 else Path(__file__).parent / "fixtures" / "dac_detr_reference.pt"
-    stub_reference_imports()
+    # Swin needs timm / mmcv; the criterion and decoder never use the backbone module
+    stub_reference_imports({**DEFORM_ATTN_EXTENSION, "models.backbone": {"build_backbone": None}}, cuda_on_cpu=True)
     sys.path.insert(0, str(reference))
     inputs = make_inputs()
     fixture = {

@@ -18,12 +18,12 @@ in the same order from a generator seeded the same, must give the same noise.
 from __future__ import annotations
 
 import argparse
-import sys
-import types
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from support.reference_stubs import DEFORM_ATTN_EXTENSION, TIMM, import_from, stub_reference_imports
 
 NUM_CLASSES, HIDDEN, NUM_QUERIES, LAYERS = 7, 16, 4, 3
 
@@ -40,38 +40,6 @@ def targets() -> list[dict[str, torch.Tensor]]:
     return out
 
 
-def _cpu_only() -> None:
-    """Let the references' `.cuda()` and `.to('cuda')` calls run on the CPU."""
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    original_to = torch.Tensor.to
-
-    def to(self, *args, **kwargs):
-        args = tuple("cpu" if a == "cuda" else a for a in args)
-        if kwargs.get("device") == "cuda":
-            kwargs["device"] = "cpu"
-        return original_to(self, *args, **kwargs)
-
-    torch.Tensor.to = to
-    sys.modules["MultiScaleDeformableAttention"] = types.ModuleType("MultiScaleDeformableAttention")
-    # DINO's backbone module imports timm (ConvNeXt / Swin); nothing of it runs here
-    for name in ("timm", "timm.models", "timm.models.layers"):
-        sys.modules.setdefault(name, types.ModuleType(name))
-    layers = sys.modules["timm.models.layers"]
-    layers.trunc_normal_ = layers.DropPath = layers.to_2tuple = nn.Identity
-
-
-def _import_from(root: Path, names: list[str]) -> list[types.ModuleType]:
-    """Import modules of one reference repository (its `util` / `models` packages shadow the other's)."""
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("util", "models", "datasets"):
-            del sys.modules[name]
-    sys.path.insert(0, str(root))
-    try:
-        return [__import__(name, fromlist=["_"]) for name in names]
-    finally:
-        sys.path.remove(str(root))
-
-
 def _random_predictions(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     batch = len(targets())
@@ -82,7 +50,7 @@ def _random_predictions(size: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def dino_cases(root: Path) -> list[dict]:
-    dn_components, dino, matcher_module = _import_from(
+    dn_components, dino, matcher_module = import_from(
         root, ["models.dino.dn_components", "models.dino.dino", "models.dino.matcher"])
     cases = []
     for dn_number, seed in ((100, 1), (3, 2)):
@@ -122,7 +90,7 @@ def dino_cases(root: Path) -> list[dict]:
 
 
 def dn_detr_cases(root: Path) -> list[dict]:
-    (dn_components,) = _import_from(root, ["models.dn_dab_deformable_detr.dn_components"])
+    (dn_components,) = import_from(root, ["models.dn_dab_deformable_detr.dn_components"])
     cases = []
     for scalar, seed in ((5, 3), (2, 4)):
         torch.manual_seed(100 + seed)
@@ -155,7 +123,7 @@ def main() -> None:
     parser.add_argument("--dn-detr", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "fixtures" / "denoising_reference.pt")
     args = parser.parse_args()
-    _cpu_only()
+    stub_reference_imports({**DEFORM_ATTN_EXTENSION, **TIMM}, cuda_on_cpu=True)
     fixture = {
         "sizes": {"num_classes": NUM_CLASSES, "hidden_dim": HIDDEN, "num_queries": NUM_QUERIES, "layers": LAYERS},
         "targets": targets(),

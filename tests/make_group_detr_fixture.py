@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from support.reference_stubs import SINGLE_PROCESS, stub_reference_imports
+
 GROUPS, QUERIES, LAYERS, BATCH, CLASSES = 4, 12, 3, 2, 7
 
 
@@ -37,16 +39,11 @@ def _load(name: str, path: Path) -> types.ModuleType:
 
 def import_reference(root: Path):
     box_ops = _load("detrex.layers.box_ops", root / "detrex" / "layers" / "box_ops.py")
-    layers = types.ModuleType("detrex.layers")
-    layers.box_ops = box_ops
-    layers.box_cxcywh_to_xyxy = box_ops.box_cxcywh_to_xyxy
-    layers.generalized_box_iou = box_ops.generalized_box_iou
-    utils = types.ModuleType("detrex.utils")
-    utils.get_world_size = lambda: 1
-    utils.is_dist_avail_and_initialized = lambda: False
-    package = types.ModuleType("detrex")
-    package.layers, package.utils = layers, utils
-    sys.modules.update({"detrex": package, "detrex.layers": layers, "detrex.utils": utils})
+    stub_reference_imports({
+        "detrex": {}, "detrex.utils": SINGLE_PROCESS,
+        "detrex.layers": {"box_ops": box_ops, "box_cxcywh_to_xyxy": box_ops.box_cxcywh_to_xyxy,
+                          "generalized_box_iou": box_ops.generalized_box_iou},
+    })
     modeling = root / "projects" / "group_detr" / "modeling"
     matcher = _load("group_matcher", modeling / "group_matcher.py")
     criterion = _load("group_criterion", modeling / "group_criterion.py")

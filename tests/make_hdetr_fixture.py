@@ -10,7 +10,7 @@ torchvision's ResNet-50 is built without downloading weights, and the torchvisio
 check of its util/misc.py sees a version it understands. The model runs in training mode
 (dropout 0) on the CPU; its loss is the reference's own `train_hybrid` (engine.py).
 
-Weights are not stored: every parameter comes from `hdetr_fixture.seeded_detector_state`
+Weights are not stored: every parameter comes from `support.references.seeded_detector_state`
 (sampling-offset biases off the pixel lattice) and the frozen ResNet-50 (lr_backbone 0) from
 `seeded_backbone_state`, float16-rounded; the fixture keeps the seeds and shapes. The
 reference hard-codes hidden size 256 for two-stage (128 sine features per coordinate) and the
@@ -20,10 +20,11 @@ ResNet-50 channel counts, so the model cannot be made smaller than this.
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 import torch
+
+from support.reference_stubs import DEFORM_ATTN_EXTENSION, pytorch_sampling_function, stub_reference_imports
 
 SEED_BACKBONE = 1234
 SMALL = [
@@ -45,11 +46,8 @@ WITH_GRADIENTS = {"hdetr_pp"}  # gradients of every parameter (float16 + scale);
 
 def import_reference(root: Path):
     sys.path.insert(0, str(root))
-    sys.modules["MultiScaleDeformableAttention"] = types.ModuleType("MultiScaleDeformableAttention")
-    sys.modules["wandb"] = types.ModuleType("wandb")
-    swin = types.ModuleType("models.swin_transformer")  # Swin backbones (timm, mmcv) are not used
-    swin.SwinTransformer = None
-    sys.modules["models.swin_transformer"] = swin
+    # wandb: imported by its engine; Swin backbones (timm, mmcv): not used
+    stub_reference_imports({**DEFORM_ATTN_EXTENSION, "wandb": {}, "models.swin_transformer": {"SwinTransformer": None}})
     import torchvision
 
     real_version = torchvision.__version__
@@ -59,12 +57,7 @@ def import_reference(root: Path):
     import models.ops.modules.ms_deform_attn as msda
     from models.ops.functions.ms_deform_attn_func import ms_deform_attn_core_pytorch
 
-    class PurePyTorch:
-        @staticmethod
-        def apply(value, shapes, level_start_index, locations, weights, im2col_step):
-            return ms_deform_attn_core_pytorch(value, shapes, locations, weights)
-
-    msda.MSDeformAttnFunction = PurePyTorch
+    msda.MSDeformAttnFunction = pytorch_sampling_function(ms_deform_attn_core_pytorch)
     import engine
     from main import get_args_parser
     from models import build_model
@@ -87,7 +80,7 @@ def make_inputs():
 
 def prepare_weights(model, seed: int) -> dict:
     """Load the seeded fixture weights into `model`; return what the fixture stores to regenerate them."""
-    from hdetr_fixture import fixture_state_dict
+    from support.references import fixture_state_dict
 
     state = model.state_dict()
     twins = [k for k in state if k.startswith(("transformer.decoder.class_embed.", "transformer.decoder.bbox_embed."))]
@@ -114,7 +107,7 @@ def main() -> None:
     root = Path(sys.argv[1])
     out_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).parent / "fixtures" / "hdetr_fixture.pt"
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from hdetr_fixture import pack_gradient
+    from support.references import pack_gradient
 
     get_args_parser, build_model, train_hybrid = import_reference(root)
     from util.misc import nested_tensor_from_tensor_list

@@ -8,7 +8,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.tiny_models import padded_batch, tiny_model_config
 
 from msdetr.config.model import DacConfig, MixedSupervisionConfig
 from msdetr.config.supervision import SupervisionConfig
@@ -19,6 +18,7 @@ from msdetr.modeling.dac import DAC
 from msdetr.supervision.base import LayerPredictions
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.repeated_hungarian import RepeatedHungarianAssigner, capped_copies
+from support.tiny import padded_batch, tiny_model_config
 
 
 def _predictions(batch=2, queries=16, classes=5, seed=0):

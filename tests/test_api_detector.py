@@ -14,7 +14,7 @@ from msdetr.errors import MsdetrError
 from msdetr.evaluation.postprocess import postprocess
 from msdetr.inference.preprocess import EvalPreprocessor
 from msdetr.model_io import build_from_file
-from test_predict_support import random_checkpoint
+from support.checkpoints import random_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +122,11 @@ def test_load_errors(tmp_path):
         msdetr.load(bad)
 
 
+@pytest.mark.slow
 def test_official_checkpoint_loads_with_coco_names(tmp_path):
-    from conformance_fixture import load_fixture
+    from support.references import load_reference
 
-    fixture = load_fixture()
+    fixture = load_reference("official")
     entry = fixture["configs"]["msdetr_pp"]
     state = {k: fixture["state_dict"][k] for k in entry["state_dict_keys"]}
     path = tmp_path / "official.pth"

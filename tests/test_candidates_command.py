@@ -13,7 +13,7 @@ import msdetr
 from msdetr.cli import main
 from msdetr.data.synthetic import ensure_synthetic_dataset
 from msdetr.inference.candidates import top_candidates
-from test_predict_support import random_checkpoint
+from support.checkpoints import random_checkpoint
 
 
 @pytest.fixture(scope="module")

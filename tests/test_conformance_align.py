@@ -8,24 +8,13 @@ every layer's logits and boxes, and the matcher's pairs, for three (k, tau) sett
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 from msdetr.config.supervision import LossWeights, SupervisionConfig
 from msdetr.losses import build_criterion
 from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput, StreamPredictions
-
-DEFAULT = Path(__file__).parent / "fixtures" / "align_detr_reference.pt"
-
-
-def load() -> dict:
-    path = Path(os.environ.get("MSDETR_ALIGN_FIXTURE", DEFAULT))
-    if not path.is_file():
-        pytest.skip(f"Align-DETR fixture not found at {path} (set MSDETR_ALIGN_FIXTURE)")
-    return torch.load(path, weights_only=False)
+from support.references import load_reference
 
 
 def our_name(reference_name: str, num_layers: int) -> str:
@@ -50,7 +39,7 @@ def criterion_for(config: dict):
 
 @pytest.mark.parametrize("name", ["k2_tau1.5", "k3_tau3", "k1"])
 def test_losses_gradients_and_pairs_match_the_released_align_detr(name):
-    fixture = load()
+    fixture = load_reference("align")
     inputs, reference = fixture["inputs"], fixture["configs"][name]
     logits = inputs["logits"].clone().requires_grad_(True)
     boxes = inputs["boxes"].clone().requires_grad_(True)
@@ -80,7 +69,7 @@ def test_losses_gradients_and_pairs_match_the_released_align_detr(name):
 
 def test_prime_sample_weighting_is_live():
     """Without the rank weights the k=2 auxiliary losses are not the reference's (tau matters)."""
-    fixture = load()
+    fixture = load_reference("align")
     reference = fixture["configs"]["k2_tau1.5"]
     criterion = criterion_for({**reference, "tau": 1e6})  # exp(-rank / 1e6) ~ 1: no weighting
     output = DetectorOutput(streams={ONE_TO_ONE: StreamPredictions(fixture["inputs"]["logits"],

@@ -14,9 +14,7 @@ relative, gradients 1e-3 relative on top of the fixture's float16 storage).
 from __future__ import annotations
 
 import functools
-import os
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,23 +25,17 @@ from msdetr.config.model import BackboneConfig, DenoisingConfig, ModelConfig
 from msdetr.config.supervision import LossWeights, MatcherCosts, StreamLossWeights, SupervisionConfig
 from msdetr.losses.build import build_criterion
 from msdetr.modeling.build import build_model
-from test_conformance_model import batch_like_official
+from support.references import load_reference
+from support.tiny import pad_batch
 
-DEFAULT = Path(__file__).parent / "fixtures" / "dn_dab_deformable_reference.pt"
+pytestmark = pytest.mark.slow
+
 _DAB_NAMES = [  # reference name -> ours, for what the MS-DETR converter does not know
     (r"^tgt_embed\.", "queries.tgt_embed."),
     (r"^refpoint_embed\.", "queries.refpoint_embed."),
     (r"^transformer\.decoder\.(ref_point_head|query_scale)\.", r"queries.position.\1."),
     (r"^label_enc\.", "query_groups.0.label_embed."),
 ]
-
-
-@functools.lru_cache(maxsize=1)
-def fixture() -> dict:
-    path = Path(os.environ.get("MSDETR_DAB_FIXTURE", DEFAULT))
-    if not path.is_file():
-        pytest.skip(f"DN-DAB-Deformable-DETR fixture not found at {path} (tests/make_dab_fixture.py)")
-    return torch.load(path, weights_only=False)
 
 
 def _config(args: dict, denoising: bool) -> ModelConfig:
@@ -70,7 +62,7 @@ def _our_name(reference: str, cfg: ModelConfig) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _model_and_names(case: str):
-    fx = fixture()
+    fx = load_reference("dab")
     cfg = _config(fx["args"], denoising=case == "dn_dab")
     reference = fixture_weights(fx[case]["shapes"])
     names = {k: _our_name(k, cfg) for k in reference if not k.startswith("transformer.decoder.bbox_embed")}
@@ -90,10 +82,10 @@ def _assert_layers(stream, reference: dict, what: str, atol: float = 1e-4):
 @pytest.mark.parametrize("case", ["dab", "dn_dab"])
 def test_eval_outputs_match_the_reference(case):
     """Eval mode: no denoising queries, the DAB anchor queries alone."""
-    fx = fixture()
+    fx = load_reference("dab")
     _, model, _ = _model_and_names(case)
     images, _ = inputs()
-    batch, mask = batch_like_official(images)
+    batch, mask = pad_batch(images)
     with torch.no_grad():
         out = model.eval()(batch, mask)
     assert set(out.streams) == {"one_to_one"}
@@ -102,11 +94,11 @@ def test_eval_outputs_match_the_reference(case):
 
 @pytest.mark.parametrize("case", ["dab", "dn_dab"])
 def test_training_outputs_losses_and_gradients_match_the_reference(case):
-    fx = fixture()
+    fx = load_reference("dab")
     ref = fx[case]
     cfg, model, names = _model_and_names(case)
     images, targets = inputs()
-    batch, mask = batch_like_official(images)
+    batch, mask = pad_batch(images)
     model.train()
     model.zero_grad()
     torch.manual_seed(fx["dn_seed"])  # the denoising noise: same draws as the reference

@@ -11,26 +11,15 @@ The reference caps the branch's positives at 75 an image (0.25 of a hard-coded 3
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
 import torch
 
 from msdetr.config.supervision import LossWeights, SupervisionConfig
 from msdetr.losses import build_criterion
 from msdetr.modeling.dac import DAC
 from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput, StreamPredictions
+from support.references import load_reference
 
-DEFAULT = Path(__file__).parent / "fixtures" / "dac_detr_reference.pt"
 TERMS = {"ce": "cls", "bbox": "bbox", "giou": "giou", "class": "class_error", "cardinality": "cardinality_error"}
-
-
-def load() -> dict:
-    path = Path(os.environ.get("MSDETR_DAC_FIXTURE", DEFAULT))
-    if not path.is_file():
-        pytest.skip(f"DAC-DETR fixture not found at {path} (set MSDETR_DAC_FIXTURE)")
-    return torch.load(path, weights_only=False)
 
 
 def our_name(reference_name: str, num_layers: int) -> str | None:
@@ -67,7 +56,7 @@ def detector_output(inputs: dict) -> tuple[DetectorOutput, dict]:
 
 
 def test_branch_and_one_to_one_losses_gradients_and_pairs_match_the_released_dac_detr():
-    fixture = load()
+    fixture = load_reference("dac")
     inputs, reference = fixture["inputs"], fixture["result"]
     output, leaves = detector_output(inputs)
     criterion = build_criterion(released_config(), num_classes=7)
@@ -104,7 +93,7 @@ def test_branch_and_one_to_one_losses_gradients_and_pairs_match_the_released_dac
 
 def test_matching_on_the_primary_boxes_is_what_the_reference_does():
     """Scoring the branch with its own boxes gives other pairs than the released assigner."""
-    fixture = load()
+    fixture = load_reference("dac")
     config = released_config()
     config.dac.match_on_primary_boxes = False
     output, _ = detector_output(fixture["inputs"])
@@ -125,7 +114,7 @@ def test_branch_forward_and_gradients_match_the_released_decoder():
     from msdetr.modeling.heads import PredictionHeads
     from msdetr.modeling.queries import QueryInit
 
-    reference = load()["branch"]
+    reference = load_reference("dac")["branch"]
     c, inputs = reference["config"], reference["inputs"]
     num_layers = reference["dac"]["logits"].shape[0]
     decoder = DeformableDecoder(

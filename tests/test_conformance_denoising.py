@@ -11,10 +11,6 @@ put them after, so masks and predictions are compared under that permutation.
 
 from __future__ import annotations
 
-import functools
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -28,16 +24,7 @@ from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput, StreamPrediction
 from msdetr.modeling.queries import QueryInit
 from msdetr.modeling.query_groups import QueryContext, assemble_queries
 from msdetr.supervision.denoising import DenoisingSupervision
-
-DEFAULT = Path(__file__).parent / "fixtures" / "denoising_reference.pt"
-
-
-@functools.lru_cache(maxsize=1)
-def fixture() -> dict:
-    path = Path(os.environ.get("MSDETR_DENOISING_FIXTURE", DEFAULT))
-    if not path.is_file():
-        pytest.skip(f"denoising reference fixture not found at {path} (tests/make_denoising_fixture.py)")
-    return torch.load(path, weights_only=False)
+from support.references import load_reference
 
 
 def _config(method: str, case: dict) -> DenoisingConfig:
@@ -50,7 +37,7 @@ def _config(method: str, case: dict) -> DenoisingConfig:
 
 def _build(method: str, index: int):
     """Our denoising group (and primary queries) for the reference case, with the reference's seed."""
-    fx = fixture()
+    fx = load_reference("denoising")
     case = fx[method][index]
     sizes = fx["sizes"]
     cfg = _config(method, case)
@@ -111,7 +98,7 @@ def test_prediction_split_matches_the_reference(method, index):
 @pytest.mark.parametrize("method,index", [("cdn", 0), ("cdn", 1), ("dn", 0), ("dn", 1)])
 def test_denoising_losses_match_the_reference(method, index):
     case, _, group = _build(method, index)
-    fx = fixture()
+    fx = load_reference("denoising")
     layers = fx["sizes"]["layers"]
     output = DetectorOutput(
         streams={ONE_TO_ONE: StreamPredictions(*case["split_main"]),
@@ -137,7 +124,7 @@ def test_denoising_losses_match_the_reference(method, index):
 
 def test_builder_draws_the_reference_noise_from_a_seeded_generator():
     """Our noise from a seeded generator equals the reference's noise from the global seed."""
-    fx = fixture()
+    fx = load_reference("denoising")
     case = fx["cdn"][0]
     first = noise_targets(fx["targets"], _config("cdn", case), 7, torch.Generator().manual_seed(case["seed"]))
     torch.manual_seed(case["seed"])

@@ -5,29 +5,18 @@ Fixture: tests/make_group_detr_fixture.py; MSDETR_GROUP_DETR_FIXTURE points at a
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
 import torch
 
 from msdetr.config.supervision import SupervisionConfig
 from msdetr.losses import build_criterion
 from msdetr.modeling.outputs import DetectorOutput, StreamPredictions
+from support.references import load_reference
 
-DEFAULT = Path(__file__).resolve().parent / "fixtures" / "group_detr_fixture.pt"
 _TERMS = {"cls": "loss_class", "bbox": "loss_bbox", "giou": "loss_giou"}
 
 
-def _fixture() -> dict:
-    path = Path(os.environ.get("MSDETR_GROUP_DETR_FIXTURE", DEFAULT))
-    if not path.is_file():
-        pytest.skip(f"Group DETR fixture not found at {path} (set MSDETR_GROUP_DETR_FIXTURE)")
-    return torch.load(path, weights_only=False, map_location="cpu")
-
-
 def test_group_supervision_matches_reference_criterion():
-    fx = _fixture()
+    fx = load_reference("group_detr")
     groups, weights = fx["groups"], fx["weight_dict"]
     logits = fx["inputs"]["logits"].clone().requires_grad_(True)
     boxes = fx["inputs"]["boxes"].clone().requires_grad_(True)

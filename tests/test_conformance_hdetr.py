@@ -9,20 +9,22 @@ import re
 import pytest
 import torch
 
-from hdetr_fixture import fixture_state_dict, load_fixture, unpack_gradient
 from msdetr.compat.official import config_from_official_args, convert_official_state_dict
 from msdetr.config.supervision import LossWeights, SupervisionConfig
 from msdetr.losses import build_criterion
 from msdetr.losses.names import to_official_name
 from msdetr.modeling.build import build_model
-from test_conformance_model import batch_like_official
+from support.references import fixture_state_dict, load_reference, unpack_gradient
+from support.tiny import pad_batch
+
+pytestmark = pytest.mark.slow
 
 ATOL = 1e-4
 GRAD_RTOL = 1e-3
 
 
 def _setup(name: str):
-    fixture = load_fixture()
+    fixture = load_reference("hdetr")
     entry = fixture["configs"][name]
     state = fixture_state_dict(entry, fixture["backbone_seed"])
     cfg = config_from_official_args(entry["args"], state)
@@ -56,7 +58,7 @@ def _close(ours, theirs, label):
 @pytest.mark.parametrize("name", ["hdetr_pp", "hdetr_twostage"])
 def test_hdetr_outputs_losses_and_gradients_match_reference(name):
     fixture, entry, cfg, model = _setup(name)
-    images, mask = batch_like_official(fixture["inputs"]["images"])
+    images, mask = pad_batch(fixture["inputs"]["images"])
     targets = fixture["inputs"]["targets"]
     out = model(images, mask, targets=targets)
 

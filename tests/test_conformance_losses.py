@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conformance_fixture import load_fixture, official_outputs_to_detector_output
 from msdetr.config.supervision import LossWeights, SupervisionConfig
 from msdetr.losses import build_criterion
+from support.references import load_reference, official_outputs_to_detector_output
 
 CONFIGS = [
     "ddetr_boxrefine_twostage",
@@ -40,7 +40,7 @@ def supervision_config_from_official_args(args: dict) -> SupervisionConfig:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_official_loss_term_matches(name):
-    fixture = load_fixture()
+    fixture = load_reference("official")
     official = fixture["configs"][name]
     output = official_outputs_to_detector_output(official["outputs"])
     targets = fixture["inputs"]["targets"]
@@ -64,7 +64,7 @@ def test_every_official_loss_term_matches(name):
 
 def test_merge_option_is_what_changes_the_merge_config():
     """Without our merge, the msdetr_pp_merge one-to-many terms are not reproduced (the merge is live)."""
-    fixture = load_fixture()
+    fixture = load_reference("official")
     official = fixture["configs"]["msdetr_pp_merge"]
     config = supervision_config_from_official_args(official["args"])
     config.one_to_many.merge_one_to_one = False

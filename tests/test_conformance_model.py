@@ -6,25 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conformance_fixture import load_fixture
 from msdetr.compat.official import config_from_official_args, convert_official_state_dict
 from msdetr.evaluation.postprocess import postprocess
 from msdetr.modeling.build import build_model
+from support.references import load_reference
+from support.tiny import pad_batch
+
+pytestmark = pytest.mark.slow
 
 CONFIGS = ["ddetr_boxrefine_twostage", "ddetr_pp", "msdetr", "msdetr_noauxffn", "msdetr_pp", "msdetr_pp_merge"]
 ATOL = 1e-4
-
-
-def batch_like_official(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad bottom/right to the largest height and width; mask True on padding."""
-    h = max(im.shape[1] for im in images)
-    w = max(im.shape[2] for im in images)
-    batch = torch.zeros(len(images), 3, h, w)
-    mask = torch.ones(len(images), h, w, dtype=torch.bool)
-    for i, im in enumerate(images):
-        batch[i, :, : im.shape[1], : im.shape[2]] = im
-        mask[i, : im.shape[1], : im.shape[2]] = False
-    return batch, mask
 
 
 def converted_model(fixture: dict, name: str):
@@ -51,9 +42,9 @@ def _assert_stream(ours, official_final: dict, label: str):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_outputs_match_official(name):
-    fixture = load_fixture()
+    fixture = load_reference("official")
     model, entry = converted_model(fixture, name)
-    images, mask = batch_like_official(fixture["inputs"]["images"])
+    images, mask = pad_batch(fixture["inputs"]["images"])
     with torch.no_grad():
         out = model(images, mask, all_streams=True)
     official = entry["outputs"]

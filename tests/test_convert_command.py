@@ -7,10 +7,10 @@ import argparse
 import pytest
 import torch
 
-from conformance_fixture import load_fixture
 from msdetr.cli import main
 from msdetr.model_io import build_from_file, load_model_file
-from test_conformance_model import batch_like_official
+from support.references import load_reference
+from support.tiny import pad_batch
 
 
 def _official_checkpoint(tmp_path, fixture, name):
@@ -22,15 +22,16 @@ def _official_checkpoint(tmp_path, fixture, name):
 
 
 @pytest.mark.parametrize("name", ["msdetr_pp", "ddetr_boxrefine_twostage"])
+@pytest.mark.slow
 def test_convert_then_load_reproduces_official(tmp_path, capsys, name):
-    fixture = load_fixture()
+    fixture = load_reference("official")
     src, entry = _official_checkpoint(tmp_path, fixture, name)
     dst = tmp_path / "converted.pth"
     assert main(["convert", str(src), str(dst)]) == 0
     assert "wrote" in capsys.readouterr().out
     model, mf = build_from_file(dst)
     assert mf.source == "msdetr" and mf.class_names[1] == "person" and not mf.config.padding_invariant
-    images, mask = batch_like_official(fixture["inputs"]["images"])
+    images, mask = pad_batch(fixture["inputs"]["images"])
     with torch.no_grad():
         out = model.eval()(images, mask)
     torch.testing.assert_close(out.logits, entry["outputs"]["pred_logits"], atol=1e-4, rtol=0)
@@ -39,8 +40,9 @@ def test_convert_then_load_reproduces_official(tmp_path, capsys, name):
     assert load_model_file(src).source == "official"
 
 
+@pytest.mark.slow
 def test_convert_reports_unplaced_keys(tmp_path, capsys):
-    fixture = load_fixture()
+    fixture = load_reference("official")
     src, entry = _official_checkpoint(tmp_path, fixture, "msdetr")
     ckpt = torch.load(src, weights_only=False)
     ckpt["model"]["transformer.mystery.weight"] = torch.zeros(3)

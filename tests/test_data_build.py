@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from data_support import annotation, make_dataset
 from msdetr.config.data import DataConfig, SplitConfig, SyntheticConfig, TransformConfig
 from msdetr.data import build_datasets, find_split, find_splits, resolve_sources
 from msdetr.errors import MsdetrError
+from support.data import annotation, make_dataset
 
 IMAGES = [{"id": 1, "file_name": "a.png", "width": 32, "height": 24}]
 

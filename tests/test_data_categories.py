@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from data_support import annotation, make_dataset
 from msdetr.data import CocoDataset
 from msdetr.data.categories import UNMAPPED, CategoryMap
 from msdetr.errors import MsdetrError
+from support.data import annotation, make_dataset
 
 CATEGORIES = [{"id": 90, "name": "toothbrush"}, {"id": 3, "name": "car"}, {"id": 17, "name": "cat"}]
 

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from data_support import annotation, make_dataset
 from msdetr.commands import data as data_command
 from msdetr.errors import MsdetrError
+from support.data import annotation, make_dataset
 
 
 def _run(argv: list[str]) -> int:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from data_support import annotation, make_dataset
 from msdetr.config.data import TransformConfig
 from msdetr.data import Batch, CocoDataset, SeededSampler, build_dataloader, build_train_transforms, collate
+from support.data import annotation, make_dataset
 
 
 def test_padding_bottom_right_with_mask_true_on_padding():

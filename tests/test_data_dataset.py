@@ -10,10 +10,10 @@ import pytest
 import torch
 from faster_coco_eval.core import mask as coco_mask
 
-from data_support import annotation, colored_shapes_dataset, make_dataset, rectangle_polygon, write_json
 from msdetr.config.data import IMAGENET_MEAN, IMAGENET_STD
 from msdetr.data import CocoDataset
 from msdetr.errors import MsdetrError
+from support.data import annotation, colored_shapes_dataset, make_dataset, rectangle_polygon, write_json
 
 CATS = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_support import annotation, make_dataset, write_image, write_json
 from msdetr.data.doctor import check_dataset
 from msdetr.data.image_io import EXIF_ORIENTATION_TAG
 from msdetr.errors import MsdetrError
+from support.data import annotation, make_dataset, write_image, write_json
 
 CATS = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
 

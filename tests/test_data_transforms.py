@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from data_support import annotation, make_dataset, write_json
 from msdetr.config.data import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
 from msdetr.data import CocoDataset, build_eval_transforms, build_train_transforms
 from msdetr.data.transforms import (
@@ -19,6 +18,7 @@ from msdetr.data.transforms import (
     crop,
     shorter_side_size,
 )
+from support.data import annotation, make_dataset, write_json
 
 WIDTH, HEIGHT = 120, 90
 # one object per class, so a label tells which colour the object has

@@ -11,11 +11,11 @@ from msdetr.config.schema import OptimizerConfig, ScheduleConfig, TrainConfig
 from msdetr.engine.optim import build_optimizer, lr_scale, parameter_groups
 from msdetr.engine.schedule import LrSchedule, lr_factor
 from msdetr.modeling.build import build_model
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
 def test_parameter_groups_follow_the_official_recipe(tmp_path):
-    model = build_model(tiny_run_config(tmp_path).model)
+    model = build_model(tiny_run_config().model)
     cfg = TrainConfig(optimizer=OptimizerConfig(lr=2e-4, lr_backbone=2e-5, lr_linear_proj_mult=0.1))
     groups = {g["name"]: g for g in parameter_groups(model, cfg)}
     assert {n: g["lr"] for n, g in groups.items()} == pytest.approx(
@@ -40,7 +40,7 @@ def test_lr_scaling_rule(rule, expected):
 
 
 def test_optimizer_lrs_are_scaled(tmp_path):
-    model = build_model(tiny_run_config(tmp_path).model)
+    model = build_model(tiny_run_config().model)
     cfg = TrainConfig(batch_size=2, reference_batch_size=16, optimizer=OptimizerConfig(lr=2e-4))
     opt = build_optimizer(model, cfg, world_size=1)
     assert isinstance(opt, torch.optim.AdamW)

@@ -9,11 +9,11 @@ from msdetr.engine.data_setup import build_val_loader
 from msdetr.evaluation.coco_eval import CocoEvaluator
 from msdetr.evaluation.evaluate import evaluate, predict_batches
 from msdetr.modeling.build import build_model
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
 def test_detections_and_metrics_do_not_depend_on_batch_size(tmp_path):
-    cfg = tiny_run_config(tmp_path, train_images=2, val_images=6)
+    cfg = tiny_run_config(train_images=2, val_images=6)
     torch.manual_seed(0)
     model = build_model(cfg.model).eval()
     dataset = build_dataset(cfg.data, "val")

@@ -16,7 +16,7 @@ from msdetr.supervision.mixed import MixedSupervision
 from msdetr.supervision.one_to_one import OneToOneSupervision, layer_predictions
 from msdetr.supervision.pairs import flatten, last_occurrence
 from msdetr.supervision.topk import TopKAssigner
-from test_losses_criterion import NUM_CLASSES, random_output, random_targets
+from support.fakes import NUM_CLASSES, random_output, random_targets
 
 
 def per_task_losses(task: SupervisionTask, num_targets: float) -> dict[str, torch.Tensor]:

@@ -9,53 +9,12 @@ from torchvision.ops import box_convert, generalized_box_iou
 from msdetr.config.supervision import LossWeights, SupervisionConfig
 from msdetr.errors import MsdetrError
 from msdetr.losses import Criterion, build_criterion, parse_name, to_official_name
-from msdetr.modeling.outputs import DetectorOutput, EncoderPredictions, StreamPredictions
 from msdetr.supervision import LayerPredictions, SupervisionTask
-
-NUM_CLASSES = 5
+from support.fakes import NUM_CLASSES, random_output, random_targets
 
 
 def t(values):
     return torch.tensor(values, dtype=torch.int64)
-
-
-def random_output(num_layers=2, batch=2, num_queries=8, mixed=True, encoder=True, seed=0):
-    g = torch.Generator().manual_seed(seed)
-
-    def boxes(*shape):
-        return torch.cat(
-            [0.2 + 0.6 * torch.rand(*shape, 2, generator=g), 0.1 + 0.3 * torch.rand(*shape, 2, generator=g)],
-            -1,
-        )
-
-    def stream():
-        return StreamPredictions(
-            torch.randn(num_layers, batch, num_queries, NUM_CLASSES, generator=g),
-            boxes(num_layers, batch, num_queries),
-        )
-
-    streams = {"one_to_one": stream()}
-    if mixed:
-        streams["one_to_many"] = stream()
-    enc = None
-    if encoder:
-        enc = EncoderPredictions(
-            torch.randn(batch, 20, NUM_CLASSES, generator=g), boxes(batch, 20), boxes(batch, 20)
-        )
-    return DetectorOutput(streams=streams, encoder=enc)
-
-
-def random_targets(counts, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "boxes": torch.cat(
-                [0.2 + 0.6 * torch.rand(n, 2, generator=g), 0.1 + 0.3 * torch.rand(n, 2, generator=g)], 1
-            ),
-            "labels": torch.randint(NUM_CLASSES, (n,), generator=g),
-        }
-        for n in counts
-    ]
 
 
 class FixedStrategy:

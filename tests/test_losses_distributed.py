@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from msdetr.losses.normalization import num_targets_across_ranks
+
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tests.tiny_models import padded_batch, tiny_model_config
 
 from msdetr.config.model import MaskHeadConfig, MixedSupervisionConfig
 from msdetr.config.supervision import SupervisionConfig
@@ -17,6 +16,7 @@ from msdetr.ops.point_sampling import FlatMasks, pixel_centres
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.mask_cost import MaskMatchingCost
 from msdetr.supervision.pairs import flatten
+from support.tiny import padded_batch, tiny_model_config
 
 SIZES = [(64, 80), (48, 64)]
 
@@ -153,7 +153,7 @@ def test_mask_cost_prefers_the_query_whose_mask_matches():
 
 
 def test_query_group_streams_carry_their_masks():
-    from test_modeling_query_groups import LearnedGroup
+    from support.fakes import LearnedGroup
 
     model = mask_model(mixed=False).train()
     model.query_groups.append(LearnedGroup("hybrid", 5, model.cfg.hidden_dim))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.tiny_models import padded_batch, tiny_model_config
 from torch import nn
 
 from msdetr.config.model import DenoisingConfig, MixedSupervisionConfig
@@ -14,6 +13,7 @@ from msdetr.losses.build import build_criterion
 from msdetr.modeling.build import build_model
 from msdetr.modeling.denoising import cdn_group_count, group_mask, noise_targets
 from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE
+from support.tiny import padded_batch, tiny_model_config
 
 
 def _targets():

@@ -7,7 +7,7 @@ import torch
 
 from msdetr.config.model import MixedSupervisionConfig
 from msdetr.modeling.build import build_model
-from tiny_models import padded_batch, tiny_model_config
+from support.tiny import padded_batch, tiny_model_config
 
 
 @pytest.mark.parametrize("two_stage", [True, False])

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.tiny_models import padded_batch, tiny_model_config
-from torch import nn
 
 from msdetr.config.model import MixedSupervisionConfig
 from msdetr.modeling.build import build_model
 from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE
 from msdetr.modeling.queries import QueryInit
-from msdetr.modeling.query_groups import QueryContext, QueryGroup, assemble_queries
-
-
-class LearnedGroup(nn.Module):
-    """A test provider: E learned queries with learned reference boxes."""
-
-    def __init__(self, name: str, num_queries: int, hidden_dim: int, sees_primary: bool = False):
-        super().__init__()
-        self.name, self.sees_primary = name, sees_primary
-        self.embed = nn.Embedding(num_queries, 2 * hidden_dim)
-        self.boxes = nn.Embedding(num_queries, 4)
-        self.hidden_dim = hidden_dim
-
-    def forward(self, context: QueryContext) -> QueryGroup:
-        b = context.memory.shape[0]
-        pos, tgt = self.embed.weight.split(self.hidden_dim, 1)
-        return QueryGroup(self.name, tgt[None].expand(b, -1, -1), pos[None].expand(b, -1, -1),
-                          self.boxes.weight.sigmoid()[None].expand(b, -1, -1), sees_primary=self.sees_primary,
-                          meta={"batch": b, "has_targets": context.targets is not None})
+from msdetr.modeling.query_groups import QueryGroup, assemble_queries
+from support.fakes import LearnedGroup
+from support.tiny import padded_batch, tiny_model_config
 
 
 def _init(b: int, q: int, d: int = 4) -> QueryInit:

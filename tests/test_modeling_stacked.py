@@ -11,7 +11,7 @@ from msdetr.modeling.decoder import apply_box_delta
 from msdetr.modeling.decoder_layers import MixedSupervisionDecoderLayer, aux_ffn_all_layers
 from msdetr.modeling.heads import MLP
 from msdetr.modeling.stacked import stacked_layer_norm, stacked_linear, stacked_mlp
-from tiny_models import tiny_model_config
+from support.tiny import tiny_model_config
 
 
 def test_stacked_modules_equal_per_layer_calls():

@@ -8,7 +8,7 @@ import torch
 from msdetr.config.model import MixedSupervisionConfig
 from msdetr.errors import MsdetrError
 from msdetr.modeling.build import build_model
-from tiny_models import padded_batch, tiny_model_config
+from support.tiny import padded_batch, tiny_model_config
 
 MS = MixedSupervisionConfig
 

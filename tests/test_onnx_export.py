@@ -15,10 +15,7 @@ from msdetr.export.inference_graph import InferenceGraph
 from msdetr.export.onnx_export import export_onnx, run_onnxruntime, smallest_dynamic_side
 from msdetr.inference.preprocess import EvalPreprocessor
 from msdetr.model_io import build_from_file
-from test_predict_support import random_checkpoint
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from support.checkpoints import random_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +54,8 @@ def test_graph_is_the_evaluation_postprocessing(setup):
     assert build_from_file(setup[0])[0].cfg.padding_invariant is True
 
 
-def test_fixed_size_export_matches_pytorch(setup, tmp_path):
+@pytest.mark.slow
+def test_fixed_size_export_matches_pytorch(onnx, setup, tmp_path):
     _, graph, images = setup
     image = images[0][None]
     height, width = image.shape[-2:]
@@ -75,7 +73,7 @@ def test_fixed_size_export_matches_pytorch(setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_dynamic_export_matches_pytorch_at_other_sizes(setup, tmp_path):
+def test_dynamic_export_matches_pytorch_at_other_sizes(onnx, setup, tmp_path):
     pytest.importorskip("onnxscript")
     _, graph, images = setup
     low = smallest_dynamic_side(graph)
@@ -94,7 +92,8 @@ def test_dynamic_export_matches_pytorch_at_other_sizes(setup, tmp_path):
     _assert_matches(run_onnxruntime(exported.path, batch), expected, *batch.shape[-2:])
 
 
-def test_export_command(setup, tmp_path, capsys):
+@pytest.mark.slow
+def test_export_command(onnx, setup, tmp_path, capsys):
     checkpoint, _, _ = setup
     out = tmp_path / "cli.onnx"
     assert main(["export", "--weights", str(checkpoint), "--out", str(out), "--width", "128"]) == 0
@@ -114,7 +113,8 @@ def test_export_bad_size_is_a_one_line_error(setup, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("variant", ["dab_dn", "dino"])
-def test_dab_and_dino_models_export_without_denoising_queries(variant, setup, tmp_path):
+@pytest.mark.slow
+def test_dab_and_dino_models_export_without_denoising_queries(onnx, variant, setup, tmp_path):
     """Anchor (DAB) queries with DN-DETR denoising, and Deformable-DETR++ with DINO's contrastive
     denoising: the exported graph is the inference path (no denoising queries, no label embedding)."""
     from msdetr.config.model import DenoisingConfig

@@ -12,10 +12,7 @@ from msdetr.evaluation.postprocess import postprocess
 from msdetr.export.inference_graph import InferenceGraph
 from msdetr.export.onnx_export import export_onnx, run_onnxruntime
 from msdetr.model_io import build_from_file
-from test_predict_support import random_checkpoint
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from support.checkpoints import random_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +38,8 @@ def test_graph_masks_are_the_evaluation_masks(setup):
     assert masks.any()
 
 
-def test_onnx_masks_match_pytorch(setup, tmp_path):
+@pytest.mark.slow
+def test_onnx_masks_match_pytorch(onnx, setup, tmp_path):
     _, graph, image = setup
     exported = export_onnx(graph, tmp_path / "mask.onnx", 64, 80)
     assert [o.name for o in onnx.load(str(exported.path)).graph.output] == ["boxes", "scores", "labels", "masks"]
@@ -54,7 +52,8 @@ def test_onnx_masks_match_pytorch(setup, tmp_path):
     assert float((got_masks != masks).float().mean()) < 1e-3  # only logits within rounding of 0 may flip
 
 
-def test_export_command_checks_masks(setup, tmp_path, capsys):
+@pytest.mark.slow
+def test_export_command_checks_masks(onnx, setup, tmp_path, capsys):
     checkpoint, _, _ = setup
     assert main(["export", "--weights", str(checkpoint), "--out", str(tmp_path / "cli.onnx")]) == 0
     assert "of pixels differ" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from PIL import Image
 
 import msdetr
 from msdetr.cli import main
-from test_predict_support import random_checkpoint
+from support.checkpoints import random_checkpoint
 
 
 @pytest.fixture(scope="module")

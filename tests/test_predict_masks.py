@@ -14,7 +14,7 @@ from msdetr.cli import main
 from msdetr.config.model import MaskHeadConfig
 from msdetr.evaluation.segm import decode_rle
 from msdetr.inference.drawing import draw_detections, draw_masks
-from test_predict_support import random_checkpoint
+from support.checkpoints import random_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from torchvision.ops import box_iou
 
 from msdetr.cli import main
-from test_predict_support import trained_squares_checkpoint
+from support.checkpoints import trained_squares_checkpoint
 
 
 @pytest.mark.slow

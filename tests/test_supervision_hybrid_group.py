@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.tiny_models import padded_batch, tiny_model_config
 
 from msdetr.config.loader import load_config
 from msdetr.config.model import GroupQueriesConfig, HybridQueriesConfig, MixedSupervisionConfig
@@ -18,6 +17,7 @@ from msdetr.supervision.group import GroupSupervision
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.hybrid import HybridSupervision, repeat_targets
 from msdetr.supervision.one_to_one import OneToOneSupervision
+from support.tiny import padded_batch, tiny_model_config
 
 C, L, B = 5, 2, 2
 TARGETS = [

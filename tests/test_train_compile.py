@@ -14,8 +14,8 @@ from msdetr.engine.compile import compile_criterion
 from msdetr.engine.trainer import Trainer
 from msdetr.errors import MsdetrError
 from msdetr.losses import build_criterion
-from test_losses_criterion import random_output, random_targets
-from test_train_support import tiny_run_config
+from support.fakes import random_output, random_targets
+from support.tiny import tiny_run_config
 
 
 @pytest.mark.slow
@@ -38,7 +38,7 @@ def test_compiled_criterion_equals_eager():
 @pytest.mark.slow
 def test_training_with_compile_runs(tmp_path):
     torch._dynamo.reset()
-    cfg = tiny_run_config(tmp_path, epochs=1, vis_images=0, max_steps=2, compile=True, compile_backend="aot_eager")
+    cfg = tiny_run_config(epochs=1, vis_images=0, max_steps=2, compile=True, compile_backend="aot_eager")
     cfg.model.backbone.freeze_at = "all"
     cfg.data.transforms.train_min_sizes = [64]  # one input shape: one compilation
     trainer = Trainer(cfg, tmp_path / "run", verbose=False)

@@ -13,7 +13,7 @@ import torch
 from msdetr.config.loader import save_config
 from msdetr.engine.metrics_log import read_metrics
 from msdetr.engine.trainer import Trainer
-from test_train_support import final_weights, tiny_run_config
+from support.tiny import final_weights, tiny_run_config
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from msdetr.engine.trainer import Trainer
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
+@pytest.mark.slow
 def test_ema_weights_are_saved_and_resumable(tmp_path):
-    cfg = tiny_run_config(tmp_path, epochs=1, vis_images=0, max_steps=3)
+    cfg = tiny_run_config(epochs=1, vis_images=0, max_steps=3)
     cfg.model.backbone.freeze_at = "all"
     cfg.train.ema.enabled, cfg.train.ema.decay, cfg.train.ema.warmup_steps = True, 0.5, 0
     trainer = Trainer(cfg, tmp_path / "run", verbose=False)

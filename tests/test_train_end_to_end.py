@@ -1,4 +1,5 @@
-"""`msdetr train` then `msdetr eval` on a tiny synthetic dataset, through the command line."""
+"""`msdetr train` then `msdetr eval` on a tiny synthetic dataset, through the command line; and the
+fast tier's one `Trainer` run (one step: seeding, checkpoints, curves and pictures)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import torch
 from msdetr.cli import main
 from msdetr.config.loader import save_config
 from msdetr.engine.metrics_log import read_metrics
+from msdetr.engine.trainer import Trainer
 from msdetr.model_io import build_from_file, load_model_file
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
 @pytest.mark.slow
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
-    cfg = tiny_run_config(tmp_path, train_images=4, val_images=3, epochs=2)
+    cfg = tiny_run_config(train_images=4, val_images=3, epochs=2)
     save_config(cfg, tmp_path / "tiny.yaml")
     run = tmp_path / "runs" / "demo"
     assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--output", str(run), "--quiet"]) == 0
@@ -61,6 +63,16 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     for key in ("bbox_mAP", "bbox_mAP_50", "bbox_AR_100"):
         assert result[key] == pytest.approx(evals[-1][key], abs=1e-6)
     assert "bbox_mAP_50" in capsys.readouterr().out
+
+
+def test_one_step_run_writes_checkpoints_curves_and_pictures(tmp_path):
+    cfg = tiny_run_config(train_images=2, val_images=1, epochs=1, max_steps=1, vis_images=1)
+    result = Trainer(cfg, tmp_path / "run", verbose=False).fit()
+    assert result.steps == 1 and result.skipped_steps == 0 and "bbox_mAP" in result.metrics
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "loss.png", "map.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert len(list((tmp_path / "run" / "predictions").glob("*.png"))) == 1
+    assert [r["step"] for r in read_metrics(tmp_path / "run", "train")] == [1]
 
 
 def test_a_new_run_never_overwrites_an_old_one(tmp_path):

@@ -13,7 +13,7 @@ from msdetr.engine.init_backbone import PREFIX, init_backbone_from_checkpoint
 from msdetr.errors import MsdetrError
 from msdetr.model_io import save_model_file
 from msdetr.modeling.build import build_model
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
 def _source_checkpoint(tmp_path, cfg):
@@ -27,8 +27,9 @@ def _source_checkpoint(tmp_path, cfg):
     return source.state_dict()
 
 
+@pytest.mark.slow
 def test_backbone_from_our_checkpoint_rest_untouched(tmp_path):
-    cfg = tiny_run_config(tmp_path)
+    cfg = tiny_run_config()
     source = _source_checkpoint(tmp_path, cfg)
     torch.manual_seed(12)
     model = build_model(cfg.model)
@@ -46,7 +47,7 @@ def test_backbone_from_our_checkpoint_rest_untouched(tmp_path):
 
 
 def test_backbone_from_a_torchvision_state_dict(tmp_path):
-    cfg = tiny_run_config(tmp_path)
+    cfg = tiny_run_config()
     torch.manual_seed(3)
     resnet = torchvision.models.resnet18()
     torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
@@ -61,8 +62,9 @@ def test_backbone_from_a_torchvision_state_dict(tmp_path):
     assert all(torch.equal(after[k], before[k]) for k in after if not k.startswith("backbone."))
 
 
+@pytest.mark.slow
 def test_a_backbone_of_another_resnet_is_refused(tmp_path):
-    cfg = tiny_run_config(tmp_path)
+    cfg = tiny_run_config()
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pth")
     torch.save({"weight": [1, 2]}, tmp_path / "junk.pth")
     model = build_model(cfg.model)
@@ -74,14 +76,15 @@ def test_a_backbone_of_another_resnet_is_refused(tmp_path):
         init_backbone_from_checkpoint(model, tmp_path / "absent.pth")
 
 
+@pytest.mark.slow
 def test_train_cli_starts_from_the_backbone_with_frozen_batchnorm(tmp_path):
     """A run with --init-backbone and a fully frozen backbone ends with exactly the source's
     backbone weights (frozen BatchNorm included), while the transformer trained from a fresh init."""
-    source_cfg = tiny_run_config(tmp_path)
+    source_cfg = tiny_run_config()
     source_cfg.model.backbone.norm = "batch_norm"  # trained with BatchNorm, reused with frozen BN
     source = _source_checkpoint(tmp_path, source_cfg)
 
-    cfg = tiny_run_config(tmp_path, max_steps=1, vis_images=0)
+    cfg = tiny_run_config(max_steps=1, vis_images=0)
     cfg.model.backbone.norm = "frozen_bn"
     cfg.model.backbone.freeze_at = "all"
     save_config(cfg, tmp_path / "run.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 
 from msdetr.cli import main
@@ -14,13 +15,14 @@ from msdetr.data.synthetic import ensure_synthetic_dataset
 from msdetr.engine.init_weights import init_from_checkpoint
 from msdetr.model_io import load_model_file, save_model_file
 from msdetr.modeling.build import build_model
-from test_train_support import final_weights, tiny_run_config
+from support.tiny import final_weights, tiny_run_config
 
 
+@pytest.mark.slow
 def test_official_checkpoint_into_a_model_with_other_classes(tmp_path):
-    from conformance_fixture import load_fixture
+    from support.references import load_reference
 
-    fixture = load_fixture()
+    fixture = load_reference("official")
     official = fixture["configs"]["msdetr"]
     state = {k: fixture["state_dict"][k].float() for k in official["state_dict_keys"]}
     torch.save({"model": state, "args": official["args"]}, tmp_path / "official.pth")
@@ -57,14 +59,15 @@ def three_class_dataset(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_training_run_starts_from_a_six_class_checkpoint_on_three_classes(tmp_path):
-    six = tiny_run_config(tmp_path)
+    six = tiny_run_config()
     six.model.backbone.freeze_at = "all"
     torch.manual_seed(1)
     source_model = build_model(six.model)
     save_model_file(tmp_path / "six.pt", six.model, source_model.state_dict())
 
-    three = tiny_run_config(tmp_path, max_steps=1, vis_images=0)
+    three = tiny_run_config(max_steps=1, vis_images=0)
     three.model.backbone.freeze_at = "all"
     three.data = replace(three.data, root=str(three_class_dataset(tmp_path)))
     save_config(three, tmp_path / "three.yaml")

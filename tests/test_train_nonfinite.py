@@ -10,7 +10,7 @@ from msdetr.cli import main
 from msdetr.config.loader import save_config
 from msdetr.engine.metrics_log import read_metrics
 from msdetr.engine.trainer import Trainer
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
 def poison_criterion(monkeypatch, bad_calls):
@@ -35,9 +35,10 @@ def poison_criterion(monkeypatch, bad_calls):
     monkeypatch.setattr(trainer_module, "build_criterion", build)
 
 
+@pytest.mark.slow
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
     poison_criterion(monkeypatch, lambda n: n in (2, 3))
-    cfg = tiny_run_config(tmp_path, epochs=1, vis_images=0, max_nonfinite_steps=3)
+    cfg = tiny_run_config(epochs=1, vis_images=0, max_nonfinite_steps=3)
     cfg.model.backbone.freeze_at = "all"
     snapshots = {}
 
@@ -53,9 +54,10 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
     assert read_metrics(tmp_path / "run", "train")[-1]["skipped_steps"] == 2
 
 
+@pytest.mark.slow
 def test_too_many_in_a_row_stop_with_a_clear_error(tmp_path, monkeypatch, capsys):
     poison_criterion(monkeypatch, lambda n: n >= 2)
-    cfg = tiny_run_config(tmp_path, epochs=3, vis_images=0, max_nonfinite_steps=3)
+    cfg = tiny_run_config(epochs=3, vis_images=0, max_nonfinite_steps=3)
     cfg.model.backbone.freeze_at = "all"
     save_config(cfg, tmp_path / "cfg.yaml")
     assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "--output", str(tmp_path / "run"), "--quiet"]) == 2
@@ -66,8 +68,9 @@ def test_too_many_in_a_row_stop_with_a_clear_error(tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
+@pytest.mark.slow
 def test_amp_training_runs(tmp_path, amp):
-    cfg = tiny_run_config(tmp_path, epochs=1, vis_images=0, amp=amp, max_steps=2)
+    cfg = tiny_run_config(epochs=1, vis_images=0, amp=amp, max_steps=2)
     cfg.model.backbone.freeze_at = "all"
     result = Trainer(cfg, tmp_path / "run", verbose=False).fit()
     assert result.steps == 2 and result.skipped_steps == 0

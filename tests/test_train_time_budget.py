@@ -12,7 +12,7 @@ from msdetr.config.loader import load_config
 from msdetr.engine.time_budget import FINISH_RESERVE_S, EvalCounter, TimeBudget, process_start_time
 from msdetr.engine.trainer import Trainer
 from msdetr.errors import MsdetrError
-from test_train_support import tiny_run_config
+from support.tiny import tiny_run_config
 
 
 def _drive(budget: TimeBudget, step_times: list[float], eval_batches: int = 10, eval_every: int = 0,
@@ -83,10 +83,11 @@ def test_process_start_time_is_in_the_past():
     assert start <= time.time() and time.time() - start < 24 * 3600
 
 
+@pytest.mark.slow
 def test_trainer_stops_and_completes_the_schedule_when_the_budget_is_spent(tmp_path):
     """A budget that is already spent when training starts: the warm-up steps run, then the
     plan ends the run there, the schedule's total is the steps done and it still evaluates."""
-    cfg = tiny_run_config(tmp_path, epochs=50, vis_images=0, time_limit_minutes=0.01)
+    cfg = tiny_run_config(epochs=50, vis_images=0, time_limit_minutes=0.01)
     trainer = Trainer(cfg, tmp_path / "run", verbose=False, started_at=time.time() - 60.0)
     result = trainer.fit()
     assert result.steps == 5  # TimeBudget's warm-up
