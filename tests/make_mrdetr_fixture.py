@@ -37,7 +37,7 @@ Inputs (seed 7): two uint8 images 3x64x72 and 3x56x80 (fed as float, normalized 
 with the released pixel mean / std), 3 and 2 boxes, labels distinct within an image.
 
 Weights are not stored: `seeded_state(shapes, seed)` below regenerates every non-backbone
-parameter and buffer (float16-rounded) and `tests/hdetr_fixture.seeded_backbone_state` the frozen
+parameter and buffer (float16-rounded) and `tests/support/references.seeded_backbone_state` the frozen
 ResNet-50 (torchvision names, under `backbone.`); shared heads (`transformer.decoder.class_embed.*`
 / `.bbox_embed.*` are the same modules as `class_embed.*` / `bbox_embed.*`) are listed in `twins`.
 
@@ -62,7 +62,7 @@ Fixture keys (torch.load(path, weights_only=False)):
   reference's order; topk_duplicates: per route / layer, queries given to more than one target.
 - losses: unweighted terms by reference name; weight_dict; weighted: weighted terms (what the
   model returns); total: their sum (what the training loop back-propagates).
-- gradients (keys as parameter_names): name -> (float16 tensor, scale), grad ~= half * scale (tests/hdetr_fixture's
+- gradients (keys as parameter_names): name -> (float16 tensor, scale), grad ~= half * scale (tests/support/references'
   unpack_gradient), for every trainable parameter with a gradient of at most 100k elements;
   gradient_sketches: the larger ones (neck projections, pos_trans, decoder self-attention
   in_proj): name -> {sketch: grad.flatten(1) @ sketch_projection(in) (out, 16) float32, norm}.
@@ -335,7 +335,7 @@ def seeded_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, Ten
 
 def fixture_state_dict(entry: dict, backbone_seed: int) -> dict[str, Tensor]:
     """The reference-format state dict a fixture config was run with (twins included)."""
-    from hdetr_fixture import seeded_backbone_state
+    from support.references import seeded_backbone_state
 
     state = seeded_state(entry["shapes"], entry["seed"])
     state.update(seeded_backbone_state(entry["backbone_shapes"], backbone_seed))
@@ -462,7 +462,7 @@ def duplicates(indices) -> list[int]:
 
 
 def pack_gradient(grad: Tensor) -> tuple[Tensor, float]:
-    """(float16 tensor, scale) with grad ~= half * scale (as tests/hdetr_fixture.pack_gradient)."""
+    """(float16 tensor, scale) with grad ~= half * scale (as tests/support/references.pack_gradient)."""
     scale = float(grad.abs().max()) or 1.0
     return (grad / scale).half(), scale
 
