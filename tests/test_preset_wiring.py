@@ -23,7 +23,7 @@ PRESETS = sorted(list_presets())
 def expected_streams(name: str) -> set[str]:
     """The loss streams a preset's name promises (independent of how the config spells them)."""
     streams = {"one_to_one"}
-    if name.startswith(("msdetr_", "tiny")):
+    if name.startswith(("msdetr_", "tiny")) and name != "tiny_ddetr":  # tiny_ddetr: tiny without MS-DETR
         streams.add("one_to_many")
     if "hdetr" in name:
         streams.add("hybrid")
