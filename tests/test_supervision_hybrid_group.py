@@ -11,6 +11,7 @@ from msdetr.config.model import GroupQueriesConfig, HybridQueriesConfig, MixedSu
 from msdetr.config.supervision import SupervisionConfig
 from msdetr.errors import MsdetrError
 from msdetr.losses import build_criterion
+from msdetr.methods.contracts import GroupMeta
 from msdetr.modeling.build import build_model
 from msdetr.modeling.outputs import DetectorOutput, EncoderPredictions, StreamPredictions
 from msdetr.supervision.base import LayerPredictions
@@ -130,7 +131,7 @@ def test_groups_are_isolated_copies_of_the_primary_queries(mixed):
     primary, group = out.streams["one_to_one"], out.streams["group"]
     q = cfg.num_queries
     assert group.logits.shape == (cfg.dec_layers, 2, 2 * q, cfg.num_classes)
-    assert out.query_meta["group"] == {"num_groups": 2, "group_size": q}
+    assert out.query_meta["group"] == GroupMeta(num_groups=2, group_size=q)
     for g in range(2):
         torch.testing.assert_close(group.logits[:, :, g * q : (g + 1) * q], primary.logits, atol=1e-5, rtol=0)
         torch.testing.assert_close(group.boxes[:, :, g * q : (g + 1) * q], primary.boxes, atol=1e-5, rtol=0)

@@ -37,13 +37,16 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from msdetr.methods.contracts import ENCODER
 from msdetr.modeling.outputs import DetectorOutput, MaskPredictions
+
+__all__ = ["ENCODER", "Assigner", "Assignment", "LayerPredictions", "StreamLayer", "SupervisionStrategy",
+           "SupervisionTask", "Targets"]
 
 # One (pred_idx, target_idx) pair of int64 tensors per image.
 Assignment = list[tuple[Tensor, Tensor]]
 Targets = list[dict[str, Tensor]]
 
-ENCODER = "encoder"
 
 
 @dataclass

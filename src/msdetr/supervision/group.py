@@ -1,7 +1,7 @@
 """Group DETR: one-to-one (Hungarian) matching of each extra query group separately, on every
 decoder layer, next to the primary strategy's tasks.
 
-The `group` stream holds G - 1 groups of q queries each (`query_meta["group"]`); all
+The `group` stream holds G - 1 groups of q queries each (its `GroupMeta` in `query_meta["group"]`); all
 groups of all images are matched in one batched call (groups become extra batch rows)
 and each image's pairs are listed group after group, query indices offset by g * q.
 Group DETR divides the loss of all G groups (the primary one included) by G * N: with
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from msdetr.modeling.group_queries import GROUP
-from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput
+from msdetr.methods.contracts import GROUP, ONE_TO_ONE, GroupMeta
+from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import (
     Assigner,
     Assignment,
@@ -23,7 +23,7 @@ from msdetr.supervision.base import (
     SupervisionTask,
     Targets,
 )
-from msdetr.supervision.one_to_one import layer_predictions, require_stream
+from msdetr.supervision.layers import require_stream, stream_tasks
 
 
 class GroupSupervision:
@@ -37,26 +37,17 @@ class GroupSupervision:
         self.stream = stream
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
-        num_layers = require_stream(output, self.stream, "group")
-        meta = output.query_meta[self.stream]
-        groups, size = meta["num_groups"], meta["group_size"]
-        assignments = self._assign(output, targets, groups, size)
-        tasks = [
-            SupervisionTask(
-                stream=self.stream,
-                layer=layer,
-                predictions=layer_predictions(output, self.stream, layer),
-                targets=targets,
-                assignment=assignments[layer],
-                log_class_error=layer == num_layers - 1,
-            )
-            for layer in range(num_layers)
-        ]
+        require_stream(output, self.stream, "group")
+        meta = GroupMeta.of(output.query_meta[self.stream])
+        assignments = self._assign(output, targets, meta.num_groups, meta.group_size)
         primary_tasks = self.primary.plan(output, targets)
-        if self.normalize_over_groups:
-            for task in tasks + [t for t in primary_tasks if t.stream == ONE_TO_ONE]:
-                task.normalizer_scale = float(groups + 1)
-        return primary_tasks + tasks
+        if not self.normalize_over_groups:
+            return primary_tasks + stream_tasks(output, self.stream, targets, assignments)
+        scale = float(meta.num_groups + 1)
+        for task in primary_tasks:  # the primary group is one of the G averaged groups
+            if task.stream == ONE_TO_ONE:
+                task.normalizer_scale = scale
+        return primary_tasks + stream_tasks(output, self.stream, targets, assignments, normalizer_scale=scale)
 
     def _assign(self, output: DetectorOutput, targets: Targets, groups: int, size: int) -> list[Assignment]:
         """Per layer, per image: (pred_idx, target_idx) of all groups, group by group."""

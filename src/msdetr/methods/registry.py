@@ -1,0 +1,50 @@
+"""The registered method units, in the order their strategies compose and their streams appear.
+
+`build_model` and `build_criterion` loop over `registered()`; adding a method is one module
+that defines a `MethodUnit` and calls `register(unit)` (see docs/design.md, "How to add a method").
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from msdetr.methods import align, dac, denoising, detr, group, hybrid, ms_detr
+from msdetr.methods.unit import MethodUnit, StreamSpec
+
+# primary strategies compose in this order (Align replaces DETR's, MS-DETR then Group DETR wrap it);
+# the other strategies follow, in this order
+_UNITS: list[MethodUnit] = [detr.UNIT, align.UNIT, ms_detr.UNIT, hybrid.UNIT, group.UNIT, detr.ENCODER_UNIT,
+                            denoising.UNIT, dac.UNIT]
+
+
+def register(unit: MethodUnit) -> MethodUnit:
+    """Add `unit` after the built-in ones (a unit of the same name is replaced)."""
+    unregister(unit.name)
+    _UNITS.append(unit)
+    return unit
+
+
+def unregister(name: str) -> None:
+    """Remove the unit called `name` (nothing when there is none)."""
+    _UNITS[:] = [unit for unit in _UNITS if unit.name != name]
+
+
+def registered() -> list[MethodUnit]:
+    return list(_UNITS)
+
+
+def streams() -> dict[str, StreamSpec]:
+    """Every registered stream by name."""
+    return {spec.name: spec for unit in _UNITS for spec in unit.streams}
+
+
+def build_query_group_providers(cfg) -> nn.ModuleList:
+    """The query-group providers a `ModelConfig` asks for, in stream order."""
+    made = (unit.provider(cfg) for unit in _UNITS if unit.provider is not None)
+    return nn.ModuleList(provider for provider in made if provider is not None)
+
+
+def build_branches(cfg) -> nn.ModuleList:
+    """The decoder branches a `ModelConfig` asks for."""
+    made = (unit.branch(cfg) for unit in _UNITS if unit.branch is not None)
+    return nn.ModuleList(branch for branch in made if branch is not None)
