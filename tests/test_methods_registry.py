@@ -1,0 +1,70 @@
+"""A method is one registered unit: a toy method (an extra learned query group, its own stream
+and loss weight, one-to-one supervised) defined here alone trains and shows its loss terms."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from msdetr.config.supervision import SupervisionConfig
+from msdetr.losses.build import build_criterion
+from msdetr.methods.contracts import QueryContext, QueryGroup
+from msdetr.methods.registry import register, registered, unregister
+from msdetr.methods.unit import MethodUnit, StreamSpec
+from msdetr.modeling.build import build_model
+from msdetr.supervision.one_to_one import OneToOneSupervision
+from tests.tiny_models import padded_batch, tiny_model_config
+
+TOY = "toy"
+
+
+class ToyQueries(nn.Module):
+    """Four learned (position, content) query pairs; references from the primary's layer."""
+
+    def __init__(self, hidden_dim: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.query_embed = nn.Embedding(4, 2 * hidden_dim)
+
+    def forward(self, context: QueryContext) -> QueryGroup:
+        b = context.memory.shape[0]
+        query_pos, tgt = self.query_embed.weight.split(self.hidden_dim, dim=1)
+        query_pos, tgt = query_pos[None].expand(b, -1, -1), tgt[None].expand(b, -1, -1)
+        return QueryGroup(TOY, tgt, query_pos, context.source.reference_points(query_pos).sigmoid())
+
+
+TOY_UNIT = MethodUnit(
+    TOY,
+    streams=(StreamSpec(TOY, loss_weights={"cls": 3.0}),),
+    provider=lambda cfg: ToyQueries(cfg.hidden_dim),
+    strategy=lambda tools: OneToOneSupervision(tools.hungarian, TOY),
+)
+
+
+def test_a_method_registered_from_one_module_trains_and_reports_its_terms():
+    register(TOY_UNIT)
+    try:
+        torch.manual_seed(0)
+        model = build_model(tiny_model_config(two_stage=False, num_classes=3)).train()
+        criterion = build_criterion(SupervisionConfig(), num_classes=3)
+        assert "query_groups.0.query_embed.weight" in model.state_dict()
+        assert criterion.weights[TOY].cls == 3.0
+        _, images, mask = padded_batch([(64, 64), (48, 64)])
+        targets = [{"boxes": torch.tensor([[0.5, 0.5, 0.4, 0.3]]), "labels": torch.tensor([1])},
+                   {"boxes": torch.tensor([[0.3, 0.4, 0.2, 0.2], [0.7, 0.6, 0.3, 0.3]]),
+                    "labels": torch.tensor([0, 2])}]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        before = model.query_groups[0].query_embed.weight.detach().clone()
+        for _ in range(2):
+            result = criterion(model(images, mask), targets)
+            toy_terms = {k: v for k, v in result.terms.items() if k.startswith("toy.")}
+            assert {"toy.layer0.cls", "toy.layer1.bbox"} <= set(toy_terms)
+            assert all(torch.isfinite(v) for v in toy_terms.values())
+            optimizer.zero_grad()
+            result.total.backward()
+            optimizer.step()
+        assert not torch.equal(before, model.query_groups[0].query_embed.weight)
+        assert TOY not in model.eval()(images, mask).streams
+    finally:
+        unregister(TOY)
+    assert TOY not in [unit.name for unit in registered()]
