@@ -4,6 +4,7 @@ and loss weight, one-to-one supervised) defined here alone trains and shows its 
 from __future__ import annotations
 
 import torch
+from tests.tiny_models import padded_batch, tiny_model_config
 from torch import nn
 
 from msdetr.config.supervision import SupervisionConfig
@@ -13,7 +14,6 @@ from msdetr.methods.registry import register, registered, unregister
 from msdetr.methods.unit import MethodUnit, StreamSpec
 from msdetr.modeling.build import build_model
 from msdetr.supervision.one_to_one import OneToOneSupervision
-from tests.tiny_models import padded_batch, tiny_model_config
 
 TOY = "toy"
 
