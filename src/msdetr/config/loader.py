@@ -12,7 +12,6 @@ the offending value (`msdetr.config.origins`).
 
 from __future__ import annotations
 
-import copy
 import re
 import types
 from collections.abc import Iterable
@@ -26,7 +25,7 @@ import yaml
 from msdetr.config.checks import config_problems
 from msdetr.config.dataclass_io import from_dict, to_dict
 from msdetr.config.origins import Origins
-from msdetr.config.overlays.resolve import is_variant, load_variant, variant_dict
+from msdetr.config.overlays.resolve import apply_overlays, deep_merge, is_variant, split_variant
 from msdetr.config.schema import Config
 from msdetr.errors import MsdetrError
 
@@ -178,17 +177,6 @@ def _load_with_bases(path: Path, chain: list[Path], origins: Origins | None = No
     return merged
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `base` with `update` applied: mappings merge recursively, other values replace."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def parse_override(text: str) -> dict[str, Any]:
     """`a.b.c=value` -> {"a": {"b": {"c": value}}} after checking the key exists in `Config`."""
     where = f"--set {text}"
@@ -243,3 +231,17 @@ def validate_config(cfg: Config, where: str = "config", origins: Origins | None 
     problem = problems[0]
     origin = (origins or Origins(where)).latest(problem.keys)
     raise MsdetrError(f"{origin}: {problem.message}")
+
+
+def variant_dict(spec: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The merged (not yet typed) config dict of `BASE+METHOD...` plus overrides."""
+    base, _ = split_variant(spec)
+    parsed = [parse_override(o) for o in overrides]
+    return apply_overlays(spec, _load_with_bases(resolve_source(base), chain=[]), parsed)
+
+
+def load_variant(spec: str, overrides: Iterable[str] = ()) -> Config:
+    """The checked `Config` of `BASE+METHOD...` plus overrides."""
+    cfg = from_dict(Config, variant_dict(spec, overrides), where=spec)
+    validate_config(cfg, where=spec)
+    return cfg

@@ -19,17 +19,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor, nn
 
+from msdetr.methods.streams import DAC, DENOISING, ENCODER, GROUP, HYBRID, ONE_TO_MANY, ONE_TO_ONE
+
+__all__ = ["DAC", "DENOISING", "ENCODER", "GROUP", "HYBRID", "ONE_TO_MANY", "ONE_TO_ONE", "DenoisingMeta",
+           "GroupMeta", "HybridMeta", "Meta", "NoisedTargets", "QueryContext", "QueryGroup", "QueryGroupProvider"]
+
 if TYPE_CHECKING:  # types only: the query modules import this module
     from msdetr.modeling.queries import QueryInit
 
-# Stream names: the detector's output keys, the loss-weight groups and the metric prefixes.
-ONE_TO_ONE = "one_to_one"
-ONE_TO_MANY = "one_to_many"
-ENCODER = "encoder"
-HYBRID = "hybrid"
-GROUP = "group"
-DENOISING = "denoising"
-DAC = "dac"
 
 
 class Meta:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from msdetr.methods.contracts import ONE_TO_MANY, ONE_TO_ONE
+from msdetr.methods.streams import ONE_TO_MANY, ONE_TO_ONE
 
 __all__ = ["ONE_TO_MANY", "ONE_TO_ONE", "DetectorOutput", "EncoderPredictions", "MaskPredictions",
            "StreamPredictions"]
