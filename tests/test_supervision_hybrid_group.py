@@ -15,6 +15,7 @@ from msdetr.methods.contracts import GroupMeta
 from msdetr.modeling.build import build_model
 from msdetr.modeling.outputs import DetectorOutput, EncoderPredictions, StreamPredictions
 from msdetr.supervision.base import LayerPredictions
+from msdetr.supervision.compose import ComposedSupervision
 from msdetr.supervision.group import GroupSupervision
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.hybrid import HybridSupervision, repeat_targets
@@ -79,7 +80,7 @@ def test_group_assignment_is_hungarian_of_each_group_alone():
     stream = _stream(groups * size, 2)
     out = _output(one_to_one=_stream(size, 0), group=stream, group_shape=(groups, size))
     hungarian = HungarianAssigner()
-    tasks = GroupSupervision(OneToOneSupervision(hungarian), hungarian).plan(out, TARGETS)
+    tasks = ComposedSupervision([OneToOneSupervision(hungarian), GroupSupervision(hungarian)]).plan(out, TARGETS)
     group_tasks = [t for t in tasks if t.stream == "group"]
     assert [t.name for t in tasks] == ["one_to_one.layer0", "one_to_one.layer1", "group.layer0", "group.layer1"]
     for layer, task in enumerate(group_tasks):

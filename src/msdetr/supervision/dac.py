@@ -21,6 +21,8 @@ capped at 75 an image). As released:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from msdetr.methods.contracts import DAC, ONE_TO_ONE
@@ -30,6 +32,7 @@ from msdetr.supervision.layers import require_stream, stream_tasks
 from msdetr.supervision.topk import TopKAssigner
 
 
+@dataclass
 class DacSupervision:
     """Top-K one-to-many supervision of every layer of the `dac` stream.
 
@@ -37,19 +40,11 @@ class DacSupervision:
     weighting (None: off). normalizer_scale: the branch's terms are divided by this times N.
     """
 
-    def __init__(
-        self,
-        top_k: TopKAssigner,
-        match_on_primary_boxes: bool = True,
-        tau: float | None = 1.5,
-        normalizer_scale: float = 3.0,
-        stream: str = DAC,
-    ) -> None:
-        self.top_k = top_k
-        self.match_on_primary_boxes = match_on_primary_boxes
-        self.tau = tau
-        self.normalizer_scale = normalizer_scale
-        self.stream = stream
+    top_k: TopKAssigner
+    match_on_primary_boxes: bool = True
+    tau: float | None = 1.5
+    normalizer_scale: float = 3.0
+    stream: str = DAC
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         require_stream(output, self.stream, "dac")

@@ -8,6 +8,8 @@ loss is not repeated for the branch (only the primary criterion call sees the pr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from msdetr.methods.contracts import HYBRID
 from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import Assigner, SupervisionTask, Targets
@@ -19,14 +21,14 @@ def repeat_targets(targets: Targets, k: int) -> Targets:
     return [{"boxes": t["boxes"].repeat(k, 1), "labels": t["labels"].repeat(k)} for t in targets]
 
 
+@dataclass
 class HybridSupervision:
     """Tasks `hybrid.layer<i>`: Hungarian assignment to the k-times repeated targets."""
 
-    def __init__(self, assigner: Assigner, k: int, official_normalization: bool = True, stream: str = HYBRID):
-        self.assigner = assigner
-        self.k = k
-        self.official_normalization = official_normalization
-        self.stream = stream
+    assigner: Assigner
+    k: int
+    official_normalization: bool = True
+    stream: str = HYBRID
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         require_stream(output, self.stream, "hybrid")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from msdetr.methods.contracts import ONE_TO_MANY
 from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import Assigner, SupervisionTask, Targets
@@ -11,6 +13,7 @@ from msdetr.supervision.merge import merge_one_to_one
 from msdetr.supervision.one_to_one import OneToOneSupervision
 
 
+@dataclass
 class MixedSupervision:
     """One-to-one supervision plus one-to-many supervision of the `one_to_many` stream.
 
@@ -23,17 +26,10 @@ class MixedSupervision:
     numbers in the official order (final layer, then layers 0, 1, ...), as the official code.
     """
 
-    def __init__(
-        self,
-        one_to_one: OneToOneSupervision,
-        one_to_many: Assigner,
-        merge_one_to_one: bool = False,
-        stream: str = ONE_TO_MANY,
-    ) -> None:
-        self.one_to_one = one_to_one
-        self.one_to_many = one_to_many
-        self.merge_one_to_one = merge_one_to_one
-        self.stream = stream
+    one_to_one: OneToOneSupervision
+    one_to_many: Assigner
+    merge_one_to_one: bool = False
+    stream: str = ONE_TO_MANY
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         num_layers = require_stream(output, self.stream, "mixed")
