@@ -3,6 +3,7 @@ and loss weight, one-to-one supervised) defined here alone trains and shows its 
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tests.tiny_models import padded_batch, tiny_model_config
 from torch import nn
@@ -68,3 +69,21 @@ def test_a_method_registered_from_one_module_trains_and_reports_its_terms():
     finally:
         unregister(TOY)
     assert TOY not in [unit.name for unit in registered()]
+
+
+def test_per_stream_sections_accept_every_declared_stream():
+    from msdetr.config.loader import load_config
+    from msdetr.errors import MsdetrError
+
+    cfg = load_config("tiny+hybrid", ["supervision.classification_loss.hybrid=iou_aware"])
+    assert cfg.supervision.classification_loss.hybrid == "iou_aware"
+    assert build_criterion(cfg.supervision, num_classes=3).classification_losses["hybrid"] == "iou_aware"
+    with pytest.raises(MsdetrError, match="unknown key 'supervision.loss_weights.toy'"):
+        load_config("tiny", ["supervision.loss_weights.toy.cls=4"])
+    register(TOY_UNIT)
+    try:  # a registered unit's stream is a key like any other
+        cfg = load_config("tiny", ["supervision.loss_weights.toy.cls=4"])
+        assert cfg.supervision.loss_weights.toy.cls == 4.0
+        assert cfg.supervision.loss_weights.as_dict()["toy"].bbox == 5.0
+    finally:
+        unregister(TOY)

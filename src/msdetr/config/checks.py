@@ -283,11 +283,15 @@ def stream_problems(cfg: Config) -> list[Problem]:
         "one_to_many": "supervision.strategy: mixed (MS-DETR's one-to-many stream)",
         "encoder": "model.two_stage: true (the encoder proposals)",
         "dac": "model.dac.enabled and supervision.dac.enabled (DAC-DETR's branch)",
+        "hybrid": "model.hybrid.num_queries > 0 (H-DETR's extra queries)",
+        "group": "model.group.num_groups > 1 (Group DETR's extra groups)",
+        "denoising": "model.denoising.method (DN-DETR / DINO denoising queries)",
     }
     for stream, loss in s.classification_loss.as_dict().items():
         if loss != "focal" and not present.get(stream, True):
             problems.append(Problem(
                 (f"supervision.classification_loss.{stream}",),
                 f"supervision.classification_loss.{stream} is {loss!r} but the model has no `{stream}` stream, "
-                f"so it would do nothing; it needs {needs[stream]}, or drop the setting"))
+                f"so it would do nothing; it needs {needs.get(stream, 'the method that makes it')}, "
+                "or drop the setting"))
     return problems

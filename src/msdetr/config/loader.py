@@ -207,17 +207,18 @@ def _check_key_path(parts: list[str], where: str) -> Any:
     """Check that the dotted key exists in `Config`; returns the type of its value."""
     cls: Any = Config
     for depth, part in enumerate(parts):
-        if not (isinstance(cls, type) and is_dataclass(cls)):
+        per_stream = isinstance(cls, type) and hasattr(cls, "from_config")  # keyed by stream name
+        if not (per_stream or (isinstance(cls, type) and is_dataclass(cls))):
             prefix = ".".join(parts[:depth])
             raise MsdetrError(f"{where}: '{prefix}' has no sub-keys; set it as a whole")
-        names = [f.name for f in fields(cls)]
+        names = cls.names() if per_stream else [f.name for f in fields(cls)]
         if part not in names:
             prefix = ".".join(parts[:depth])
             raise MsdetrError(
                 f"{where}: unknown key '{'.'.join(parts[: depth + 1])}'; valid keys "
                 f"{'under ' + repr(prefix) if prefix else 'at the top'}: {', '.join(names)}"
             )
-        cls = get_type_hints(cls)[part]
+        cls = cls.value_type if per_stream else get_type_hints(cls)[part]
     return cls
 
 

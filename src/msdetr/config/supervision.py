@@ -8,10 +8,12 @@ place that turns this into objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Literal
 
+from msdetr.config.per_stream import PerStream
 from msdetr.errors import MsdetrError
+from msdetr.methods.streams import StreamSpec
 
 Strategy = Literal["one_to_one", "mixed"]
 TopKMode = Literal["official", "paper"]
@@ -108,37 +110,31 @@ class LossWeights:
     dice: float = 5.0
 
 
-@dataclass
-class StreamLossWeights:
-    """Loss weights per prediction stream (same weights on every decoder layer of a stream)."""
+class StreamLossWeights(PerStream):
+    """Loss weights per prediction stream (same weights on every decoder layer of a stream): one
+    `LossWeights` per declared stream (`msdetr.methods.streams`), by default the stream's declared
+    defaults (DAC-DETR's branch: released cls 1, set by its presets)."""
 
-    one_to_one: LossWeights = field(default_factory=LossWeights)
-    one_to_many: LossWeights = field(default_factory=LossWeights)
-    encoder: LossWeights = field(default_factory=LossWeights)
-    hybrid: LossWeights = field(default_factory=LossWeights)
-    group: LossWeights = field(default_factory=LossWeights)
-    denoising: LossWeights = field(default_factory=LossWeights)
-    dac: LossWeights = field(default_factory=LossWeights)  # DAC-DETR branch (released: cls 1, set by its presets)
+    value_type = LossWeights
 
-    def as_dict(self) -> dict[str, LossWeights]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    @staticmethod
+    def default(spec: StreamSpec) -> LossWeights:
+        return LossWeights(**spec.loss_weights)
 
 
-# --- Align-DETR / DAC-DETR options (issue 17) ---------------------------------------------------
+# --- Align-DETR / DAC-DETR options ---------------------------------------------------------------
 
 
-@dataclass
-class StreamClassificationLoss:
-    """Classification loss per prediction stream: "focal" (sigmoid focal, Deformable DETR) or
-    "iou_aware" (Align-DETR's IoU-aware BCE, `msdetr.losses.iou_aware`)."""
+class StreamClassificationLoss(PerStream):
+    """Classification loss per declared stream: "focal" (sigmoid focal, Deformable DETR) or
+    "iou_aware" (Align-DETR's IoU-aware BCE, `msdetr.losses.iou_aware`); default: the stream's
+    declared choice (focal for every built-in stream)."""
 
-    one_to_one: ClassificationLoss = "focal"
-    one_to_many: ClassificationLoss = "focal"
-    encoder: ClassificationLoss = "focal"
-    dac: ClassificationLoss = "focal"
+    value_type = ClassificationLoss
 
-    def as_dict(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    @staticmethod
+    def default(spec: StreamSpec) -> str:
+        return spec.classification_loss
 
 
 @dataclass

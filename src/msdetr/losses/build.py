@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from msdetr.config.supervision import LossWeights, SupervisionConfig
+from msdetr.config.supervision import SupervisionConfig
 from msdetr.losses.criterion import Criterion
 from msdetr.losses.mask_losses import MaskLoss, PointSampling
-from msdetr.methods.registry import registered, streams
+from msdetr.methods.registry import registered
 from msdetr.methods.unit import SupervisionTools
 from msdetr.supervision.compose import ComposedSupervision
 from msdetr.supervision.hungarian import HungarianAssigner
@@ -45,19 +45,13 @@ def build_criterion(
             primary = unit.primary(tools, primary) or primary
     made = (unit.strategy(tools) for unit in units if unit.strategy is not None)
     strategies = [primary, *(strategy for strategy in made if strategy is not None)]
-    # streams the config has no entry for (a registered unit's own) take the unit's defaults
-    weights, class_losses = config.loss_weights.as_dict(), config.classification_loss.as_dict()
-    for name, spec in streams().items():
-        if name not in weights:
-            weights[name] = LossWeights(**spec.loss_weights)
-        class_losses.setdefault(name, spec.classification_loss)
     return Criterion(
         ComposedSupervision(strategies),
-        weights=weights,
+        weights=config.loss_weights.as_dict(),  # every declared stream, units' included
         num_classes=num_classes,
         focal_alpha=config.focal_alpha,
         focal_gamma=config.focal_gamma,
-        classification_losses=class_losses,
+        classification_losses=config.classification_loss.as_dict(),
         iou_aware=config.iou_aware,
         mask_loss=MaskLoss(PointSampling(masks.num_points, masks.oversample_ratio, masks.importance_sample_ratio),
                            generator) if with_masks else None,

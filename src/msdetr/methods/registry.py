@@ -9,7 +9,8 @@ from __future__ import annotations
 from torch import nn
 
 from msdetr.methods import align, dac, denoising, detr, group, hybrid, ms_detr
-from msdetr.methods.unit import MethodUnit, StreamSpec
+from msdetr.methods.streams import StreamSpec, declare, declared, forget
+from msdetr.methods.unit import MethodUnit
 
 # primary strategies compose in this order (Align replaces DETR's, MS-DETR then Group DETR wrap it);
 # the other strategies follow, in this order
@@ -18,14 +19,20 @@ _UNITS: list[MethodUnit] = [detr.UNIT, align.UNIT, ms_detr.UNIT, hybrid.UNIT, gr
 
 
 def register(unit: MethodUnit) -> MethodUnit:
-    """Add `unit` after the built-in ones (a unit of the same name is replaced)."""
+    """Add `unit` after the built-in ones (a unit of the same name is replaced); its streams
+    become known to the per-stream config sections."""
     unregister(unit.name)
     _UNITS.append(unit)
+    for spec in unit.streams:
+        declare(spec)
     return unit
 
 
 def unregister(name: str) -> None:
-    """Remove the unit called `name` (nothing when there is none)."""
+    """Remove the unit called `name` (nothing when there is none) and forget its own streams."""
+    for unit in [unit for unit in _UNITS if unit.name == name]:
+        for spec in unit.streams:
+            forget(spec.name)
     _UNITS[:] = [unit for unit in _UNITS if unit.name != name]
 
 
@@ -34,8 +41,8 @@ def registered() -> list[MethodUnit]:
 
 
 def streams() -> dict[str, StreamSpec]:
-    """Every registered stream by name."""
-    return {spec.name: spec for unit in _UNITS for spec in unit.streams}
+    """Every declared stream by name (built-in and registered units')."""
+    return declared()
 
 
 def build_query_group_providers(cfg) -> nn.ModuleList:

@@ -12,8 +12,12 @@ Every hook returns None when the config leaves the method off. Register a unit w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msdetr.methods.streams import StreamSpec
+
+__all__ = ["MethodUnit", "StreamSpec", "SupervisionTools"]
 
 if TYPE_CHECKING:
     import torch
@@ -24,16 +28,6 @@ if TYPE_CHECKING:
     from msdetr.supervision.base import SupervisionStrategy
     from msdetr.supervision.hungarian import HungarianAssigner
     from msdetr.supervision.topk import TopKAssigner
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """A prediction stream a method adds: its name, default loss weights (`LossWeights` fields
-    that differ from the defaults) and default classification loss ("focal" or "iou_aware")."""
-
-    name: str
-    loss_weights: dict[str, float] = field(default_factory=dict)
-    classification_loss: str = "focal"
 
 
 @dataclass
