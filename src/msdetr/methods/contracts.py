@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # types only: the query modules import this module
     from msdetr.modeling.queries import QueryInit
 
 
-
 class Meta:
     """A provider's typed record for its strategy; also readable as `meta["field"]`."""
 

@@ -3,6 +3,10 @@ supervised one-to-many by the top-K assigner (`supervision.dac`, `msdetr.supervi
 
 from __future__ import annotations
 
+from typing import Any
+
+from msdetr.config.overlays.support import Overlay
+from msdetr.config.schema import Config
 from msdetr.methods.contracts import DAC
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
 from msdetr.modeling.branches import SkipSelfAttention
@@ -23,4 +27,23 @@ def strategy(tools: SupervisionTools):
                           tau=dac.tau if dac.tau > 0 else None, normalizer_scale=dac.normalizer_scale)
 
 
-UNIT = MethodUnit("dac", streams=(StreamSpec(DAC),), branch=branch, strategy=strategy)
+def overlay_dac(cfg: Config, where: str) -> dict[str, Any]:
+    return {
+        "model": {"dac": {"enabled": True, "first_layer_self_attention": True}},
+        "supervision": {
+            "dac": {"enabled": True, "k": 6, "threshold": 0.4, "positive_fraction": 0.25,
+                    "match_on_primary_boxes": True, "tau": 1.5, "normalizer_scale": 3.0},
+            "classification_loss": {"dac": "iou_aware"},
+            "loss_weights": {"dac": {"cls": 1.0, "bbox": 5.0, "giou": 2.0}},
+            # as released: encoder proposals matched on their refined boxes with the class cost
+            "encoder_match_on_anchors": False,
+            "encoder_class_cost": True,
+        },
+    }
+
+
+OVERLAYS = (
+    Overlay("dac", overlay_dac, "DAC-DETR branch", rank=7, aliases=("dac_detr",)),
+)
+
+UNIT = MethodUnit("dac", streams=(StreamSpec(DAC),), branch=branch, strategy=strategy, overlays=OVERLAYS)

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from msdetr.config.overlays.support import Overlay, stream_weights
+from msdetr.config.schema import Config
 from msdetr.methods.contracts import GROUP, ONE_TO_ONE
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
 from msdetr.modeling.group_queries import GroupQueries
 from msdetr.supervision.compose import ComposedSupervision, Rescaled
 from msdetr.supervision.group import GroupSupervision, group_normalizer
+
+GROUP_COUNT = 6
 
 
 def provider(cfg):
@@ -26,4 +32,18 @@ def primary(tools: SupervisionTools, current):
     return ComposedSupervision([current, strategy])
 
 
-UNIT = MethodUnit("group", streams=(StreamSpec(GROUP),), provider=provider, primary=primary)
+def overlay_group(cfg: Config, where: str) -> dict[str, Any]:
+    return {
+        "model": {"group": {"num_groups": GROUP_COUNT}},
+        "supervision": {
+            "group": {"enabled": True, "normalize_over_groups": True},
+            "loss_weights": {"group": stream_weights(cfg, "one_to_one")},
+        },
+    }
+
+
+OVERLAYS = (
+    Overlay("group", overlay_group, "Group DETR", rank=6, aliases=("group_detr",)),
+)
+
+UNIT = MethodUnit("group", streams=(StreamSpec(GROUP),), provider=provider, primary=primary, overlays=OVERLAYS)

@@ -3,10 +3,17 @@ matched one-to-one against the targets repeated k times (`supervision.hybrid`)."
 
 from __future__ import annotations
 
+from typing import Any
+
+from msdetr.config.overlays.support import Overlay, stream_weights
+from msdetr.config.schema import Config
 from msdetr.methods.contracts import HYBRID
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
 from msdetr.modeling.hybrid_queries import HybridQueries
 from msdetr.supervision.hybrid import HybridSupervision
+
+HYBRID_QUERY_FACTOR = 5
+HYBRID_K = 6
 
 
 def provider(cfg):
@@ -22,4 +29,20 @@ def strategy(tools: SupervisionTools):
     return HybridSupervision(tools.hungarian, hybrid.k, hybrid.official_normalization)
 
 
-UNIT = MethodUnit("hybrid", streams=(StreamSpec(HYBRID),), provider=provider, strategy=strategy)
+def overlay_hybrid(cfg: Config, where: str) -> dict[str, Any]:
+    return {
+        "model": {"hybrid": {"num_queries": HYBRID_QUERY_FACTOR * cfg.model.num_queries}},
+        "supervision": {
+            "hybrid": {"enabled": True, "k": HYBRID_K, "official_normalization": True},
+            "loss_weights": {"hybrid": stream_weights(cfg, "one_to_one")},
+            "encoder_match_on_anchors": False,
+            "encoder_class_cost": True,
+        },
+    }
+
+
+OVERLAYS = (
+    Overlay("hybrid", overlay_hybrid, "H-DETR hybrid matching", rank=5, aliases=("hdetr", "h_detr")),
+)
+
+UNIT = MethodUnit("hybrid", streams=(StreamSpec(HYBRID),), provider=provider, strategy=strategy, overlays=OVERLAYS)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from msdetr.methods import align, dac, denoising, detr, group, hybrid, ms_detr
+from msdetr.config.overlays.support import Overlay
+from msdetr.methods import align, dab, dac, denoising, detr, group, hybrid, mask, ms_detr, pp
 from msdetr.methods.streams import StreamSpec, declare, declared, forget
 from msdetr.methods.unit import MethodUnit
 
 # primary strategies compose in this order (Align replaces DETR's, MS-DETR then Group DETR wrap it);
 # the other strategies follow, in this order
 _UNITS: list[MethodUnit] = [detr.UNIT, align.UNIT, ms_detr.UNIT, hybrid.UNIT, group.UNIT, detr.ENCODER_UNIT,
-                            denoising.UNIT, dac.UNIT]
+                            denoising.UNIT, dac.UNIT, pp.UNIT, dab.UNIT, mask.UNIT]
 
 
 def register(unit: MethodUnit) -> MethodUnit:
@@ -55,3 +56,8 @@ def build_branches(cfg) -> nn.ModuleList:
     """The decoder branches a `ModelConfig` asks for."""
     made = (unit.branch(cfg) for unit in _UNITS if unit.branch is not None)
     return nn.ModuleList(branch for branch in made if branch is not None)
+
+
+def overlays() -> list[Overlay]:
+    """Every registered unit's overlays, in the order they apply (`Overlay.rank`)."""
+    return sorted((overlay for unit in _UNITS for overlay in unit.overlays), key=lambda overlay: overlay.rank)

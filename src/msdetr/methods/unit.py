@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from msdetr.config.model import ModelConfig
+    from msdetr.config.overlays.support import Overlay
     from msdetr.config.supervision import SupervisionConfig
     from msdetr.supervision.base import SupervisionStrategy
     from msdetr.supervision.hungarian import HungarianAssigner
@@ -64,6 +65,7 @@ class MethodUnit:
     branch:   model config -> decoder branch module (`modeling.branches.DecoderBranch`) or None.
     primary:  (tools, primary strategy) -> the new primary strategy, or None to leave it.
     strategy: tools -> one more strategy, or None.
+    overlays: the method as config overlays (`BASE+name`, `config.overlays.support.Overlay`).
     """
 
     name: str
@@ -72,3 +74,4 @@ class MethodUnit:
     branch: Callable[[ModelConfig], nn.Module | None] | None = None
     primary: Callable[[SupervisionTools, SupervisionStrategy], SupervisionStrategy | None] | None = None
     strategy: Callable[[SupervisionTools], SupervisionStrategy | None] | None = None
+    overlays: tuple[Overlay, ...] = ()
