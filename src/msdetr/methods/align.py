@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay
+from msdetr.config.overlay import Overlay
 from msdetr.config.schema import Config
 from msdetr.methods.unit import MethodUnit, SupervisionTools
 from msdetr.supervision.align import AlignSupervision

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay, refuse
+from msdetr.config.overlay import Overlay, refuse
 from msdetr.config.schema import Config
 from msdetr.methods.unit import MethodUnit
 
@@ -20,4 +20,4 @@ OVERLAYS = (
     Overlay("dab", overlay_dab, "DAB anchor queries", rank=1),
 )
 
-UNIT = MethodUnit('dab', overlays=OVERLAYS)
+UNIT = MethodUnit("dab", overlays=OVERLAYS)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay
+from msdetr.config.overlay import Overlay
+from msdetr.config.problem import Problem, pair
 from msdetr.config.schema import Config
 from msdetr.methods.contracts import DAC
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
@@ -42,8 +43,18 @@ def overlay_dac(cfg: Config, where: str) -> dict[str, Any]:
     }
 
 
+def checks(cfg: Config) -> list[Problem]:
+    """The branch and its supervision come together."""
+    on, supervised = cfg.model.dac.enabled, cfg.supervision.dac.enabled
+    if on == supervised:
+        return []
+    return [pair("model.dac.enabled", on, "supervision.dac.enabled", supervised,
+                 "DAC-DETR's branch (model) and its supervision are enabled together (set both or neither)")]
+
+
 OVERLAYS = (
     Overlay("dac", overlay_dac, "DAC-DETR branch", rank=7, aliases=("dac_detr",)),
 )
 
-UNIT = MethodUnit("dac", streams=(StreamSpec(DAC),), branch=branch, strategy=strategy, overlays=OVERLAYS)
+UNIT = MethodUnit("dac", streams=(StreamSpec(DAC),), branch=branch, strategy=strategy,
+                  overlays=OVERLAYS, checks=checks)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay, refuse, stream_weights
+from msdetr.config.overlay import Overlay, refuse, stream_weights
+from msdetr.config.problem import Problem, is_int, out_of_range
 from msdetr.config.schema import Config
 from msdetr.methods.contracts import DENOISING
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
@@ -52,6 +54,37 @@ def overlay_dino(cfg: Config, where: str) -> dict[str, Any]:
     }
 
 
+def checks(cfg: Config) -> list[Problem]:
+    """model.denoising: ranges that matter for its method; dn_number 0 turns "cdn" off, < 0 is an error."""
+    m = cfg.model
+    dn = m.denoising
+    if dn.method == "none":
+        return []
+    problems = []
+    if dn.method == "dn" and not is_int(dn.num_groups, 1):
+        problems.append(out_of_range("model.denoising.num_groups", dn.num_groups,
+                                     ">= 1 for method 'dn' (to turn denoising off: model.denoising.method: none)"))
+    if dn.method == "cdn" and dn.dn_number < 0:
+        problems.append(out_of_range("model.denoising.dn_number", dn.dn_number,
+                                     ">= 0 (0 turns contrastive denoising off)"))
+    if not 0 <= dn.label_noise <= 1:
+        problems.append(out_of_range("model.denoising.label_noise", dn.label_noise,
+                                     "in [0, 1] (a probability: DN-DETR 0.2, DINO 0.5)"))
+    if not (math.isfinite(dn.box_noise) and dn.box_noise >= 0):
+        problems.append(out_of_range("model.denoising.box_noise", dn.box_noise, ">= 0 (DN-DETR 0.4, DINO 1.0)"))
+    if not dn.enabled:  # cdn with dn_number 0: off, the rest does not matter
+        return problems
+    if not (m.two_stage or m.anchor_queries):
+        problems.append(Problem(("model.denoising.method", "model.two_stage", "model.anchor_queries"),
+                                "model.denoising: denoising queries are boxes; it needs model.two_stage: true or "
+                                "model.anchor_queries: true (plain single-stage queries are 2-d points)"))
+    if dn.label_indicator and not m.anchor_queries:
+        problems.append(Problem(("model.denoising.label_indicator", "model.anchor_queries"),
+                                "model.denoising.label_indicator needs model.anchor_queries: true "
+                                "(DN-DETR's DAB queries); set it to false"))
+    return problems
+
+
 OVERLAYS = (
     Overlay("dn", overlay_dn, "DN-DETR denoising", rank=3, aliases=("dn_detr",),
             excludes=(
@@ -61,4 +94,4 @@ OVERLAYS = (
 )
 
 UNIT = MethodUnit("denoising", streams=(StreamSpec(DENOISING),), provider=provider, strategy=strategy,
-                  overlays=OVERLAYS)
+                  overlays=OVERLAYS, checks=checks)

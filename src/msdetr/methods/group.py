@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay, stream_weights
+from msdetr.config.overlay import Overlay, stream_weights
+from msdetr.config.problem import Problem, pair
 from msdetr.config.schema import Config
 from msdetr.methods.contracts import GROUP, ONE_TO_ONE
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
@@ -42,8 +43,18 @@ def overlay_group(cfg: Config, where: str) -> dict[str, Any]:
     }
 
 
+def checks(cfg: Config) -> list[Problem]:
+    """The extra groups and their supervision come together."""
+    on, supervised = cfg.model.group.num_groups > 1, cfg.supervision.group.enabled
+    if on == supervised:
+        return []
+    return [pair("model.group.num_groups > 1", on, "supervision.group.enabled", supervised,
+                 "the extra queries and their supervision are enabled together (set both or neither)")]
+
+
 OVERLAYS = (
     Overlay("group", overlay_group, "Group DETR", rank=6, aliases=("group_detr",)),
 )
 
-UNIT = MethodUnit("group", streams=(StreamSpec(GROUP),), provider=provider, primary=primary, overlays=OVERLAYS)
+UNIT = MethodUnit("group", streams=(StreamSpec(GROUP),), provider=provider, primary=primary,
+                  overlays=OVERLAYS, checks=checks)

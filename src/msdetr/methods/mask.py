@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay, stream_weights
+from msdetr.config.overlay import Overlay, stream_weights
 from msdetr.config.schema import Config
 from msdetr.methods.unit import MethodUnit
 
@@ -34,4 +34,4 @@ OVERLAYS = (
     Overlay("mask", overlay_mask, "mask head", rank=2),
 )
 
-UNIT = MethodUnit('mask', overlays=OVERLAYS)
+UNIT = MethodUnit("mask", overlays=OVERLAYS)

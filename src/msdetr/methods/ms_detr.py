@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay, stream_weights
+from msdetr.config.overlay import Overlay, stream_weights
+from msdetr.config.problem import Problem
 from msdetr.config.schema import Config
 from msdetr.methods.contracts import ONE_TO_MANY
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
@@ -50,8 +51,25 @@ def overlay_ms_detr(cfg: Config, where: str) -> dict[str, Any]:
     return {"model": model, "supervision": supervision}
 
 
+def checks(cfg: Config) -> list[Problem]:
+    """The one-to-many stream (model) and its supervision come together."""
+    mixed_model, mixed_loss = cfg.model.mixed_supervision.enabled, cfg.supervision.strategy == "mixed"
+    if mixed_loss and not mixed_model:
+        return [Problem(
+            ("supervision.strategy", "model.mixed_supervision.enabled"),
+            "supervision.strategy is 'mixed' but model.mixed_supervision.enabled is false; enable it "
+            "(the one-to-many stream) or use strategy 'one_to_one'")]
+    if mixed_model and not mixed_loss:
+        return [Problem(
+            ("model.mixed_supervision.enabled", "supervision.strategy"),
+            "model.mixed_supervision.enabled is true but supervision.strategy is 'one_to_one', so the "
+            "one-to-many stream would never be supervised; set supervision.strategy: mixed or disable it")]
+    return []
+
+
 OVERLAYS = (
     Overlay("ms_detr", overlay_ms_detr, "MS-DETR mixed supervision", rank=9, aliases=("msdetr", "ms-detr")),
 )
 
-UNIT = MethodUnit("ms_detr", streams=(StreamSpec(ONE_TO_MANY),), primary=primary, overlays=OVERLAYS)
+UNIT = MethodUnit("ms_detr", streams=(StreamSpec(ONE_TO_MANY),), primary=primary,
+                  overlays=OVERLAYS, checks=checks)

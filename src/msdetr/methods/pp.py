@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msdetr.config.overlays.support import Overlay, refuse
+from msdetr.config.overlay import Overlay, refuse
 from msdetr.config.schema import Config
 from msdetr.methods.unit import MethodUnit
 
@@ -26,4 +26,4 @@ OVERLAYS = (
             )),
 )
 
-UNIT = MethodUnit('pp', overlays=OVERLAYS)
+UNIT = MethodUnit("pp", overlays=OVERLAYS)

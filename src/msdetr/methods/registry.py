@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from msdetr.config.overlays.support import Overlay
+from msdetr.config.overlay import Overlay
 from msdetr.methods import align, dab, dac, denoising, detr, group, hybrid, mask, ms_detr, pp
 from msdetr.methods.streams import StreamSpec, declare, declared, forget
 from msdetr.methods.unit import MethodUnit

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from msdetr.config.model import ModelConfig
-    from msdetr.config.overlays.support import Overlay
+    from msdetr.config.overlay import Overlay
+    from msdetr.config.problem import Problem
+    from msdetr.config.schema import Config
     from msdetr.config.supervision import SupervisionConfig
     from msdetr.supervision.base import SupervisionStrategy
     from msdetr.supervision.hungarian import HungarianAssigner
@@ -65,7 +67,8 @@ class MethodUnit:
     branch:   model config -> decoder branch module (`modeling.branches.DecoderBranch`) or None.
     primary:  (tools, primary strategy) -> the new primary strategy, or None to leave it.
     strategy: tools -> one more strategy, or None.
-    overlays: the method as config overlays (`BASE+name`, `config.overlays.support.Overlay`).
+    overlays: the method as config overlays (`BASE+name`, `config.overlay.Overlay`).
+    checks:   config -> the problems of its options (`config.problem.Problem`), at load time.
     """
 
     name: str
@@ -75,3 +78,4 @@ class MethodUnit:
     primary: Callable[[SupervisionTools, SupervisionStrategy], SupervisionStrategy | None] | None = None
     strategy: Callable[[SupervisionTools], SupervisionStrategy | None] | None = None
     overlays: tuple[Overlay, ...] = ()
+    checks: Callable[[Config], list[Problem]] | None = None

@@ -46,7 +46,7 @@ Overlays are applied in the order of `METHOD_ORDER` whatever the order written, 
 
 from __future__ import annotations
 
-from msdetr.config.overlays.support import Overlay, OverlayFunction
+from msdetr.config.overlay import Overlay, OverlayFunction
 from msdetr.methods.registry import overlays
 
 _ORDERED: list[Overlay] = overlays()
