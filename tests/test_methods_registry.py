@@ -13,6 +13,7 @@ from msdetr.losses.build import build_criterion
 from msdetr.methods.contracts import QueryContext, QueryGroup
 from msdetr.methods.registry import register, registered, unregister
 from msdetr.methods.unit import MethodUnit, StreamSpec
+from msdetr.modeling.branches import DecoderBranch
 from msdetr.modeling.build import build_model
 from msdetr.supervision.one_to_one import OneToOneSupervision
 
@@ -87,3 +88,46 @@ def test_per_stream_sections_accept_every_declared_stream():
         assert cfg.supervision.loss_weights.as_dict()["toy"].bbox == 5.0
     finally:
         unregister(TOY)
+
+
+class RouteFfnBranch(DecoderBranch):
+    """A Mr. DETR-like branch: the primary queries rerun with a route-specific FFN in every layer
+    and learned instruction tokens prepended to the self-attention keys/values."""
+
+    def __init__(self, hidden_dim: int, num_layers: int):
+        super().__init__("routed")
+        self.ffns = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers))
+        self.tokens = nn.Parameter(torch.randn(2, hidden_dim))
+        self.norm = nn.LayerNorm(hidden_dim)
+
+    def _instructed_self_attention(self, layer, tgt, query_pos, attn_mask):
+        tokens = self.tokens[None].expand(tgt.shape[0], -1, -1)
+        keys = torch.cat([tokens, tgt + query_pos], 1)
+        values = torch.cat([tokens, tgt], 1)
+        out = layer.self_attn(tgt + query_pos, keys, values, need_weights=False)[0]
+        return self.norm(tgt + out)
+
+    def substitutes(self, num_layers):
+        return [{"self": self._instructed_self_attention,
+                 "ffn": lambda layer, tgt, query_pos, attn_mask, ffn=ffn: tgt + ffn(tgt)} for ffn in self.ffns]
+
+
+def test_a_branch_reruns_the_decoder_with_its_own_blocks():
+    unit = MethodUnit("routed", streams=(StreamSpec("routed"),),
+                      branch=lambda cfg: RouteFfnBranch(cfg.hidden_dim, cfg.dec_layers))
+    register(unit)
+    try:
+        torch.manual_seed(0)
+        model = build_model(tiny_model_config()).train()
+        assert {"branches.0.tokens", "branches.0.ffns.0.weight"} <= set(model.state_dict())
+        _, images, mask = padded_batch([(64, 64)])
+        out = model(images, mask)
+        routed, primary = out.streams["routed"], out.streams["one_to_one"]
+        assert routed.logits.shape == primary.logits.shape
+        assert not torch.allclose(routed.logits, primary.logits)
+        routed.logits.sum().backward()
+        assert model.branches[0].tokens.grad.abs().sum() > 0
+        assert model.branches[0].ffns[-1].weight.grad.abs().sum() > 0
+        assert "routed" not in model.eval()(images, mask).streams
+    finally:
+        unregister("routed")
