@@ -26,9 +26,15 @@ def is_int(value: object, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def pair(model_key: str, model_on: bool, loss_key: str, loss_on: bool, what: str) -> Problem:
-    """A model part and its supervision that must be enabled together, but are not."""
-    return Problem(
+EXTRA_QUERIES_TOGETHER = "the extra queries and their supervision are enabled together (set both or neither)"
+
+
+def together(model_key: str, model_on: bool, loss_key: str, loss_on: bool,
+             what: str = EXTRA_QUERIES_TOGETHER) -> list[Problem]:
+    """A model part and its supervision that must be enabled together: [] when they agree."""
+    if model_on == loss_on:
+        return []
+    return [Problem(
         (model_key.split(" ")[0], loss_key),
         f"{model_key} is {str(model_on).lower()} but {loss_key} is {str(loss_on).lower()}; {what}",
-    )
+    )]

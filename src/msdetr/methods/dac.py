@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from msdetr.config.overlay import Overlay
-from msdetr.config.problem import Problem, pair
+from msdetr.config.problem import Problem, together
 from msdetr.config.schema import Config
 from msdetr.methods.contracts import DAC
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
@@ -45,11 +45,8 @@ def overlay_dac(cfg: Config, where: str) -> dict[str, Any]:
 
 def checks(cfg: Config) -> list[Problem]:
     """The branch and its supervision come together."""
-    on, supervised = cfg.model.dac.enabled, cfg.supervision.dac.enabled
-    if on == supervised:
-        return []
-    return [pair("model.dac.enabled", on, "supervision.dac.enabled", supervised,
-                 "DAC-DETR's branch (model) and its supervision are enabled together (set both or neither)")]
+    return together("model.dac.enabled", cfg.model.dac.enabled, "supervision.dac.enabled", cfg.supervision.dac.enabled,
+                    "DAC-DETR's branch (model) and its supervision are enabled together (set both or neither)")
 
 
 OVERLAYS = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from msdetr.config.overlay import Overlay, stream_weights
-from msdetr.config.problem import Problem, pair
+from msdetr.config.problem import Problem, together
 from msdetr.config.schema import Config
 from msdetr.methods.contracts import GROUP, ONE_TO_ONE
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
@@ -45,11 +45,8 @@ def overlay_group(cfg: Config, where: str) -> dict[str, Any]:
 
 def checks(cfg: Config) -> list[Problem]:
     """The extra groups and their supervision come together."""
-    on, supervised = cfg.model.group.num_groups > 1, cfg.supervision.group.enabled
-    if on == supervised:
-        return []
-    return [pair("model.group.num_groups > 1", on, "supervision.group.enabled", supervised,
-                 "the extra queries and their supervision are enabled together (set both or neither)")]
+    return together("model.group.num_groups > 1", cfg.model.group.num_groups > 1, "supervision.group.enabled",
+                    cfg.supervision.group.enabled)
 
 
 OVERLAYS = (

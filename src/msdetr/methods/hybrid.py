@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from msdetr.config.overlay import Overlay, stream_weights
-from msdetr.config.problem import Problem, pair
+from msdetr.config.problem import Problem, together
 from msdetr.config.schema import Config
 from msdetr.methods.contracts import HYBRID
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
@@ -44,11 +44,8 @@ def overlay_hybrid(cfg: Config, where: str) -> dict[str, Any]:
 
 def checks(cfg: Config) -> list[Problem]:
     """The extra queries and their supervision come together."""
-    on, supervised = cfg.model.hybrid.num_queries > 0, cfg.supervision.hybrid.enabled
-    if on == supervised:
-        return []
-    return [pair("model.hybrid.num_queries > 0", on, "supervision.hybrid.enabled", supervised,
-                 "the extra queries and their supervision are enabled together (set both or neither)")]
+    return together("model.hybrid.num_queries > 0", cfg.model.hybrid.num_queries > 0, "supervision.hybrid.enabled",
+                    cfg.supervision.hybrid.enabled)
 
 
 OVERLAYS = (
