@@ -9,6 +9,7 @@ from typing import Any
 from msdetr.config.overlay import Overlay, refuse, stream_weights
 from msdetr.config.problem import Problem, is_int, out_of_range
 from msdetr.config.schema import Config
+from msdetr.errors import MsdetrError
 from msdetr.methods.contracts import DENOISING
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
 from msdetr.modeling.denoising import DenoisingQueries
@@ -18,7 +19,22 @@ DINO_DN_PER_QUERY = 100 / 900
 
 
 def provider(cfg):
-    return DenoisingQueries(cfg.denoising, cfg.num_classes, cfg.hidden_dim) if cfg.denoising.enabled else None
+    """The denoising queries of a `ModelConfig` (None when off); a one-line error for a bad combination."""
+    dn = cfg.denoising
+    if dn.method not in ("none", "dn", "cdn"):
+        raise MsdetrError(f"model.denoising.method: got {dn.method!r}; use one of 'none', 'dn', 'cdn'")
+    if not dn.enabled:
+        return None
+    if not (cfg.two_stage or cfg.anchor_queries):
+        raise MsdetrError("model.denoising: denoising queries are boxes; needs model.two_stage: true or "
+                          "model.anchor_queries: true (plain single-stage queries are 2-d points)")
+    if dn.label_indicator and not cfg.anchor_queries:
+        raise MsdetrError("model.denoising.label_indicator: needs model.anchor_queries: true (DN-DETR's DAB queries)")
+    if dn.method == "dn" and dn.num_groups < 1:
+        raise MsdetrError(f"model.denoising.num_groups: got {dn.num_groups}; it must be >= 1")
+    if dn.label_noise < 0 or dn.box_noise < 0:
+        raise MsdetrError("model.denoising.label_noise and box_noise must be >= 0")
+    return DenoisingQueries(dn, cfg.num_classes, cfg.hidden_dim)
 
 
 def strategy(tools: SupervisionTools):
