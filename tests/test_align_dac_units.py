@@ -13,8 +13,8 @@ from msdetr.config.model import DacConfig, MixedSupervisionConfig
 from msdetr.config.supervision import SupervisionConfig
 from msdetr.errors import MsdetrError
 from msdetr.losses.iou_aware import iou_aware_bce, rank_within_targets
+from msdetr.methods.contracts import DAC
 from msdetr.modeling.build import build_model
-from msdetr.modeling.dac import DAC
 from msdetr.supervision.base import LayerPredictions
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.repeated_hungarian import RepeatedHungarianAssigner, capped_copies

@@ -119,7 +119,7 @@ def test_saved_config_with_set_names_the_set():
 
 
 def test_dn_number_zero_turns_contrastive_denoising_off():
-    from msdetr.modeling.query_groups import build_query_group_providers
+    from msdetr.methods.registry import build_query_group_providers
 
     cfg = load_config("dino_r50_900", ["model.denoising.dn_number=0"])
     assert cfg.model.denoising.method == "cdn" and not cfg.model.denoising.enabled

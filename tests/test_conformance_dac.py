@@ -15,7 +15,7 @@ import torch
 
 from msdetr.config.supervision import LossWeights, SupervisionConfig
 from msdetr.losses import build_criterion
-from msdetr.modeling.dac import DAC
+from msdetr.methods.contracts import DAC
 from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput, StreamPredictions
 from support.references import load_reference
 
@@ -106,10 +106,11 @@ def test_matching_on_the_primary_boxes_is_what_the_reference_does():
 
 
 def test_branch_forward_and_gradients_match_the_released_decoder():
-    """Our divide-and-conquer pass (`modeling/dac.py`) on the released decoder's weights: the branch's
+    """Our divide-and-conquer pass (`modeling/branches.py`) on the released decoder's weights: the branch's
     and the primary stream's predictions, and every gradient of a projection of the branch's."""
-    from msdetr.modeling.dac import divide_and_conquer_branch
-    from msdetr.modeling.decoder import DeformableDecoder
+    from msdetr.methods.contracts import DAC
+    from msdetr.modeling.branches import SkipSelfAttention
+    from msdetr.modeling.decoder import DecoderMemory, DecoderQueries, DeformableDecoder
     from msdetr.modeling.decoder_layers import DecoderLayer
     from msdetr.modeling.heads import PredictionHeads
     from msdetr.modeling.queries import QueryInit
@@ -137,13 +138,13 @@ def test_branch_forward_and_gradients_match_the_released_decoder():
 
     leaves = {k: inputs[k].clone().requires_grad_(True) for k in ("tgt", "query_pos", "memory")}
     init = QueryInit(leaves["tgt"], leaves["query_pos"], inputs["reference_points"])
-    args = (leaves["memory"], inputs["spatial_shapes"], inputs["valid_ratios"], inputs["padding_mask"])
-    branch = divide_and_conquer_branch(decoder, heads, init, *args, first_layer_self_attention=True)
+    memory = DecoderMemory(leaves["memory"], inputs["spatial_shapes"], inputs["valid_ratios"], inputs["padding_mask"])
+    queries = DecoderQueries(init.tgt, init.query_pos, init.reference_points)
+    branch = SkipSelfAttention(DAC, num_layers, keep_first=True)(decoder, heads, queries, memory)
     torch.testing.assert_close(branch.logits, reference["dac"]["logits"], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(branch.boxes, reference["dac"]["boxes"], rtol=1e-4, atol=1e-5)
     with torch.no_grad():
-        primary = heads.predict(decoder(init.tgt, init.query_pos, init.reference_points, args[0], args[1], args[2],
-                                        args[3], box_heads=list(heads.box_heads)))
+        primary = heads.predict(decoder(queries, memory, box_heads=list(heads.box_heads)))
     torch.testing.assert_close(primary.logits, reference["one_to_one"]["logits"], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(primary.boxes, reference["one_to_one"]["boxes"], rtol=1e-4, atol=1e-5)
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from msdetr.config.loader import load_config
 from msdetr.config.supervision import LossWeights, SupervisionConfig
 from msdetr.losses import build_criterion
-from msdetr.modeling.dac import DAC
+from msdetr.methods.contracts import DAC
 from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput, StreamPredictions
 from msdetr.supervision.base import LayerPredictions
 from msdetr.supervision.targets import pad_targets

@@ -18,7 +18,7 @@ from msdetr.engine.amp import make_scaler
 from msdetr.engine.step import train_step
 from msdetr.losses import build_criterion
 from msdetr.losses.normalization import step_target_count
-from msdetr.modeling.dac import DAC
+from msdetr.methods.contracts import DAC
 from msdetr.modeling.hybrid_queries import HYBRID
 from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE, DetectorOutput, EncoderPredictions, StreamPredictions
 

@@ -10,9 +10,11 @@ from msdetr.config.model import GroupQueriesConfig, HybridQueriesConfig, MixedSu
 from msdetr.config.supervision import SupervisionConfig
 from msdetr.errors import MsdetrError
 from msdetr.losses import build_criterion
+from msdetr.methods.contracts import GroupMeta
 from msdetr.modeling.build import build_model
 from msdetr.modeling.outputs import DetectorOutput, EncoderPredictions, StreamPredictions
 from msdetr.supervision.base import LayerPredictions
+from msdetr.supervision.compose import ComposedSupervision
 from msdetr.supervision.group import GroupSupervision
 from msdetr.supervision.hungarian import HungarianAssigner
 from msdetr.supervision.hybrid import HybridSupervision, repeat_targets
@@ -78,7 +80,7 @@ def test_group_assignment_is_hungarian_of_each_group_alone():
     stream = _stream(groups * size, 2)
     out = _output(one_to_one=_stream(size, 0), group=stream, group_shape=(groups, size))
     hungarian = HungarianAssigner()
-    tasks = GroupSupervision(OneToOneSupervision(hungarian), hungarian).plan(out, TARGETS)
+    tasks = ComposedSupervision([OneToOneSupervision(hungarian), GroupSupervision(hungarian)]).plan(out, TARGETS)
     group_tasks = [t for t in tasks if t.stream == "group"]
     assert [t.name for t in tasks] == ["one_to_one.layer0", "one_to_one.layer1", "group.layer0", "group.layer1"]
     for layer, task in enumerate(group_tasks):
@@ -130,7 +132,7 @@ def test_groups_are_isolated_copies_of_the_primary_queries(mixed):
     primary, group = out.streams["one_to_one"], out.streams["group"]
     q = cfg.num_queries
     assert group.logits.shape == (cfg.dec_layers, 2, 2 * q, cfg.num_classes)
-    assert out.query_meta["group"] == {"num_groups": 2, "group_size": q}
+    assert out.query_meta["group"] == GroupMeta(num_groups=2, group_size=q)
     for g in range(2):
         torch.testing.assert_close(group.logits[:, :, g * q : (g + 1) * q], primary.logits, atol=1e-5, rtol=0)
         torch.testing.assert_close(group.boxes[:, :, g * q : (g + 1) * q], primary.boxes, atol=1e-5, rtol=0)

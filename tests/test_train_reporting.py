@@ -72,7 +72,7 @@ def test_per_stream_weighted_losses_reach_metrics_tensorboard_and_loss_png(tmp_p
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
     cfg = tiny_run_config(tmp_path, train_images=4, val_images=2, epochs=1, vis_images=0, tensorboard=True,
                           eval_every=0)
-    hybrid_like = replace(cfg.supervision.loss_weights, one_to_many=LossWeights(cls=3.0, bbox=1.0, giou=0.5))
+    hybrid_like = cfg.supervision.loss_weights.replace(one_to_many=LossWeights(cls=3.0, bbox=1.0, giou=0.5))
     cfg = replace(cfg, supervision=replace(cfg.supervision, loss_weights=hybrid_like))
     result = Trainer(cfg, tmp_path / "run", verbose=False).fit()
     assert result.steps == 2

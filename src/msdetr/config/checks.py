@@ -4,46 +4,23 @@ Every check gives a `Problem`: the dotted keys involved (the one at fault first)
 sentence saying what is wrong and what to do, without the location; the loader prefixes
 the file or `--set` the value came from (`msdetr.config.origins`).
 
-Pairs that must agree (a model part and its supervision; a part nobody supervises costs
-training time and learns nothing; supervision of a part the model lacks fails at the first
-step or does nothing):
-  model.mixed_supervision.enabled  <-> supervision.strategy: mixed
-  model.hybrid.num_queries > 0     <-> supervision.hybrid.enabled
-  model.group.num_groups > 1       <-> supervision.group.enabled
-  model.dac.enabled                <-> supervision.dac.enabled
+Each method unit checks its own options (`MethodUnit.checks`, e.g. a model part and its
+supervision that must agree: a part nobody supervises costs training time and learns nothing;
+supervision of a part the model lacks fails at the first step or does nothing). Here:
   an enabled extra stream (one_to_many, hybrid, group, denoising, dac, mask head) needs a
   non-zero loss weight; supervision.classification_loss.<stream> other than focal needs the stream.
-Denoising: `model.denoising.dn_number: 0` turns DINO's contrastive denoising off (what DINO's
-`use_dn: False` means; its released code, given dn_number 0, still trains one group); negative is an error.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from msdetr.config.model import BACKBONE_NAMES
+from msdetr.config.problem import Problem, out_of_range, ranges
 from msdetr.config.schema import Config
+from msdetr.methods.registry import registered
 
-
-@dataclass(frozen=True)
-class Problem:
-    """keys: the dotted keys involved, the one to fix first; message: what is wrong and what to do."""
-
-    keys: tuple[str, ...]
-    message: str
-
-
-def out_of_range(key: str, value: object, expected: str) -> Problem:
-    return Problem((key,), f"{key} is {value!r}; it must be {expected}")
-
-
-def _ranges(checks: list[tuple[bool, str, object, str]]) -> list[Problem]:
-    return [out_of_range(key, value, expected) for ok, key, value, expected in checks if not ok]
-
-
-def _is_int(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+__all__ = ["Problem", "config_problems", "out_of_range"]
 
 
 def config_problems(cfg: Config) -> list[Problem]:
@@ -53,14 +30,14 @@ def config_problems(cfg: Config) -> list[Problem]:
         *model_problems(cfg),
         *data_problems(cfg),
         *supervision_problems(cfg),
-        *pair_problems(cfg),
+        *method_problems(cfg),
         *stream_problems(cfg),
     ]
 
 
 def train_eval_problems(cfg: Config) -> list[Problem]:
     t = cfg.train
-    return _ranges([
+    return ranges([
         (t.epochs >= 1, "train.epochs", t.epochs, ">= 1"),
         (t.batch_size >= 1, "train.batch_size", t.batch_size, ">= 1"),
         (t.accumulate_steps >= 1, "train.accumulate_steps", t.accumulate_steps, ">= 1"),
@@ -104,7 +81,7 @@ def train_eval_problems(cfg: Config) -> list[Problem]:
 def model_problems(cfg: Config) -> list[Problem]:
     """Ranges of the architecture and the combinations `msdetr.modeling.build` would refuse."""
     m = cfg.model
-    problems = _ranges([
+    problems = ranges([
         (m.num_classes >= 1, "model.num_classes", m.num_classes, ">= 1"),
         (m.num_queries >= 1, "model.num_queries", m.num_queries, ">= 1"),
         (m.hidden_dim >= 32 and m.hidden_dim % 32 == 0, "model.hidden_dim", m.hidden_dim,
@@ -136,37 +113,6 @@ def model_problems(cfg: Config) -> list[Problem]:
          "model.anchor_queries is single-stage only; set model.two_stage: false or drop the anchor queries"),
     ]
     problems += [Problem(keys, message) for bad, keys, message in needs if bad]
-    return problems + denoising_problems(cfg)
-
-
-def denoising_problems(cfg: Config) -> list[Problem]:
-    """model.denoising: ranges that matter for its method; dn_number 0 turns "cdn" off, < 0 is an error."""
-    m = cfg.model
-    dn = m.denoising
-    if dn.method == "none":
-        return []
-    problems = []
-    if dn.method == "dn" and not _is_int(dn.num_groups, 1):
-        problems.append(out_of_range("model.denoising.num_groups", dn.num_groups,
-                                     ">= 1 for method 'dn' (to turn denoising off: model.denoising.method: none)"))
-    if dn.method == "cdn" and dn.dn_number < 0:
-        problems.append(out_of_range("model.denoising.dn_number", dn.dn_number,
-                                     ">= 0 (0 turns contrastive denoising off)"))
-    if not 0 <= dn.label_noise <= 1:
-        problems.append(out_of_range("model.denoising.label_noise", dn.label_noise,
-                                     "in [0, 1] (a probability: DN-DETR 0.2, DINO 0.5)"))
-    if not (math.isfinite(dn.box_noise) and dn.box_noise >= 0):
-        problems.append(out_of_range("model.denoising.box_noise", dn.box_noise, ">= 0 (DN-DETR 0.4, DINO 1.0)"))
-    if not dn.enabled:  # cdn with dn_number 0: off, the rest does not matter
-        return problems
-    if not (m.two_stage or m.anchor_queries):
-        problems.append(Problem(("model.denoising.method", "model.two_stage", "model.anchor_queries"),
-                                "model.denoising: denoising queries are boxes; it needs model.two_stage: true or "
-                                "model.anchor_queries: true (plain single-stage queries are 2-d points)"))
-    if dn.label_indicator and not m.anchor_queries:
-        problems.append(Problem(("model.denoising.label_indicator", "model.anchor_queries"),
-                                "model.denoising.label_indicator needs model.anchor_queries: true "
-                                "(DN-DETR's DAB queries); set it to false"))
     return problems
 
 
@@ -174,7 +120,7 @@ def data_problems(cfg: Config) -> list[Problem]:
     d = cfg.data
     tr = d.transforms
     s = d.synthetic
-    problems = _ranges([
+    problems = ranges([
         (d.num_classes is None or d.num_classes >= 1, "data.num_classes", d.num_classes, ">= 1 or null"),
         (d.num_workers >= 0, "data.num_workers", d.num_workers, ">= 0"),
         (bool(tr.train_min_sizes) and min(tr.train_min_sizes, default=0) >= 1, "data.transforms.train_min_sizes",
@@ -209,39 +155,10 @@ def supervision_problems(cfg: Config) -> list[Problem]:
     return [out_of_range(f"supervision.{key}", value, expected) for key, value, expected in cfg.supervision.problems()]
 
 
-def _pair(model_key: str, model_on: bool, loss_key: str, loss_on: bool, what: str) -> Problem:
-    return Problem(
-        (model_key.split(" ")[0], loss_key),
-        f"{model_key} is {str(model_on).lower()} but {loss_key} is {str(loss_on).lower()}; {what}",
-    )
-
-
-def pair_problems(cfg: Config) -> list[Problem]:
-    """A model part and its supervision come together."""
-    m, s = cfg.model, cfg.supervision
-    problems = []
-    mixed_model, mixed_loss = m.mixed_supervision.enabled, s.strategy == "mixed"
-    if mixed_loss and not mixed_model:
-        problems.append(Problem(
-            ("supervision.strategy", "model.mixed_supervision.enabled"),
-            "supervision.strategy is 'mixed' but model.mixed_supervision.enabled is false; enable it "
-            "(the one-to-many stream) or use strategy 'one_to_one'"))
-    if mixed_model and not mixed_loss:
-        problems.append(Problem(
-            ("model.mixed_supervision.enabled", "supervision.strategy"),
-            "model.mixed_supervision.enabled is true but supervision.strategy is 'one_to_one', so the "
-            "one-to-many stream would never be supervised; set supervision.strategy: mixed or disable it"))
-    together = "the extra queries and their supervision are enabled together (set both or neither)"
-    pairs = [
-        ("model.hybrid.num_queries > 0", m.hybrid.num_queries > 0, "supervision.hybrid.enabled", s.hybrid.enabled,
-         together),
-        ("model.group.num_groups > 1", m.group.num_groups > 1, "supervision.group.enabled", s.group.enabled,
-         together),
-        ("model.dac.enabled", m.dac.enabled, "supervision.dac.enabled", s.dac.enabled,
-         "DAC-DETR's branch (model) and its supervision are enabled together (set both or neither)"),
-    ]
-    problems += [_pair(*pair) for pair in pairs if pair[1] != pair[3]]
-    return problems
+def method_problems(cfg: Config) -> list[Problem]:
+    """Each registered method unit's own checks (`MethodUnit.checks`: its options' ranges, and its
+    model part and its supervision coming together)."""
+    return [problem for unit in registered() if unit.checks is not None for problem in unit.checks(cfg)]
 
 
 def stream_problems(cfg: Config) -> list[Problem]:
@@ -283,11 +200,15 @@ def stream_problems(cfg: Config) -> list[Problem]:
         "one_to_many": "supervision.strategy: mixed (MS-DETR's one-to-many stream)",
         "encoder": "model.two_stage: true (the encoder proposals)",
         "dac": "model.dac.enabled and supervision.dac.enabled (DAC-DETR's branch)",
+        "hybrid": "model.hybrid.num_queries > 0 (H-DETR's extra queries)",
+        "group": "model.group.num_groups > 1 (Group DETR's extra groups)",
+        "denoising": "model.denoising.method (DN-DETR / DINO denoising queries)",
     }
     for stream, loss in s.classification_loss.as_dict().items():
         if loss != "focal" and not present.get(stream, True):
             problems.append(Problem(
                 (f"supervision.classification_loss.{stream}",),
                 f"supervision.classification_loss.{stream} is {loss!r} but the model has no `{stream}` stream, "
-                f"so it would do nothing; it needs {needs[stream]}, or drop the setting"))
+                f"so it would do nothing; it needs {needs.get(stream, 'the method that makes it')}, "
+                "or drop the setting"))
     return problems

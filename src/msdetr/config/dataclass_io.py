@@ -14,6 +14,8 @@ T = TypeVar("T")
 
 def to_dict(obj: Any) -> Any:
     """Dataclass (nested) -> plain dict/list/scalars."""
+    if hasattr(obj, "to_config"):  # a section keyed by stream name (`config.per_stream`)
+        return obj.to_config(to_dict)
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
@@ -63,6 +65,8 @@ def _convert(tp: Any, value: Any, where: str, key: str) -> Any:
         if value not in allowed:
             raise MsdetrError(f"{where}: '{key}' is {value!r}; allowed: {', '.join(map(repr, allowed))}")
         return value
+    if isinstance(tp, type) and hasattr(tp, "from_config"):  # keyed by stream name (`config.per_stream`)
+        return tp.from_config(value, where, key, _convert)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where, key)
     if origin in (list, tuple):

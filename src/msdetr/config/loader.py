@@ -12,7 +12,6 @@ the offending value (`msdetr.config.origins`).
 
 from __future__ import annotations
 
-import copy
 import re
 import types
 from collections.abc import Iterable
@@ -26,7 +25,7 @@ import yaml
 from msdetr.config.checks import config_problems
 from msdetr.config.dataclass_io import from_dict, to_dict
 from msdetr.config.origins import Origins
-from msdetr.config.overlays.resolve import is_variant, load_variant, variant_dict
+from msdetr.config.overlays.resolve import apply_overlays, deep_merge, is_variant, split_variant
 from msdetr.config.schema import Config
 from msdetr.errors import MsdetrError
 
@@ -178,17 +177,6 @@ def _load_with_bases(path: Path, chain: list[Path], origins: Origins | None = No
     return merged
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `base` with `update` applied: mappings merge recursively, other values replace."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def parse_override(text: str) -> dict[str, Any]:
     """`a.b.c=value` -> {"a": {"b": {"c": value}}} after checking the key exists in `Config`."""
     where = f"--set {text}"
@@ -219,17 +207,18 @@ def _check_key_path(parts: list[str], where: str) -> Any:
     """Check that the dotted key exists in `Config`; returns the type of its value."""
     cls: Any = Config
     for depth, part in enumerate(parts):
-        if not (isinstance(cls, type) and is_dataclass(cls)):
+        per_stream = isinstance(cls, type) and hasattr(cls, "from_config")  # keyed by stream name
+        if not (per_stream or (isinstance(cls, type) and is_dataclass(cls))):
             prefix = ".".join(parts[:depth])
             raise MsdetrError(f"{where}: '{prefix}' has no sub-keys; set it as a whole")
-        names = [f.name for f in fields(cls)]
+        names = cls.names() if per_stream else [f.name for f in fields(cls)]
         if part not in names:
             prefix = ".".join(parts[:depth])
             raise MsdetrError(
                 f"{where}: unknown key '{'.'.join(parts[: depth + 1])}'; valid keys "
                 f"{'under ' + repr(prefix) if prefix else 'at the top'}: {', '.join(names)}"
             )
-        cls = get_type_hints(cls)[part]
+        cls = cls.value_type if per_stream else get_type_hints(cls)[part]
     return cls
 
 
@@ -243,3 +232,17 @@ def validate_config(cfg: Config, where: str = "config", origins: Origins | None 
     problem = problems[0]
     origin = (origins or Origins(where)).latest(problem.keys)
     raise MsdetrError(f"{origin}: {problem.message}")
+
+
+def variant_dict(spec: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The merged (not yet typed) config dict of `BASE+METHOD...` plus overrides."""
+    base, _ = split_variant(spec)
+    parsed = [parse_override(o) for o in overrides]
+    return apply_overlays(spec, _load_with_bases(resolve_source(base), chain=[]), parsed)
+
+
+def load_variant(spec: str, overrides: Iterable[str] = ()) -> Config:
+    """The checked `Config` of `BASE+METHOD...` plus overrides."""
+    cfg = from_dict(Config, variant_dict(spec, overrides), where=spec)
+    validate_config(cfg, where=spec)
+    return cfg

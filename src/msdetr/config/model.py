@@ -123,7 +123,7 @@ class DenoisingConfig:
 
 @dataclass
 class DacConfig:
-    """DAC-DETR's divide-and-conquer branch (`msdetr.modeling.dac`): while training, the decoder
+    """DAC-DETR's divide-and-conquer branch (`msdetr.methods.dac`, `modeling.branches`): while training, the decoder
     layers run once more on the primary queries without self-attention; heads shared, no extra
     parameters, returned as the `dac` stream (supervise it with `supervision.dac`).
 

@@ -8,10 +8,12 @@ place that turns this into objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Literal
 
+from msdetr.config.per_stream import PerStream
 from msdetr.errors import MsdetrError
+from msdetr.methods.streams import StreamSpec
 
 Strategy = Literal["one_to_one", "mixed"]
 TopKMode = Literal["official", "paper"]
@@ -46,15 +48,15 @@ class MaskSupervisionConfig:
 
 
 @dataclass
-class OneToManyConfig:
-    """MS-DETR top-K assigner (see `msdetr.supervision.topk`).
+class TopKOptions:
+    """Options of a top-K one-to-many assignment (`msdetr.supervision.topk`), shared by MS-DETR's
+    `one_to_many` and DAC-DETR's `dac` sections.
 
     mode: "official" reproduces the released code (score >= threshold per query's
     best target, best query per target forced positive, positives capped at
     `positive_fraction` of the queries at random, then top-min(c, k) per target);
     "paper" follows the paper's text (top-k per target, drop scores below the
     threshold; the paper weights the class score by 0.4: class_weight 0.4, iou_weight 0.6).
-    merge_one_to_one: add each target's one-to-one match to its one-to-many set.
     """
 
     k: int = 6
@@ -63,6 +65,29 @@ class OneToManyConfig:
     iou_weight: float = 0.7
     positive_fraction: float = 0.25
     mode: TopKMode = "official"
+
+    def problems(self, prefix: str) -> list[tuple[str, object, str]]:
+        """Invalid values as (`prefix.key`, value, what it must be)."""
+        problems = []
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            problems.append((f"{prefix}.k", self.k, "an integer >= 1"))
+        if self.mode not in ("official", "paper"):
+            problems.append((f"{prefix}.mode", self.mode, "one of 'official', 'paper'"))
+        if not 0.0 < self.positive_fraction <= 1.0:
+            problems.append((f"{prefix}.positive_fraction", self.positive_fraction, "in (0, 1]"))
+        for name in ("threshold", "class_weight", "iou_weight"):
+            if getattr(self, name) < 0:
+                problems.append((f"{prefix}.{name}", getattr(self, name), ">= 0"))
+        return problems
+
+
+@dataclass
+class OneToManyConfig(TopKOptions):
+    """MS-DETR top-K assigner (`TopKOptions`).
+
+    merge_one_to_one: add each target's one-to-one match to its one-to-many set.
+    """
+
     merge_one_to_one: bool = False
 
 
@@ -108,37 +133,31 @@ class LossWeights:
     dice: float = 5.0
 
 
-@dataclass
-class StreamLossWeights:
-    """Loss weights per prediction stream (same weights on every decoder layer of a stream)."""
+class StreamLossWeights(PerStream):
+    """Loss weights per prediction stream (same weights on every decoder layer of a stream): one
+    `LossWeights` per declared stream (`msdetr.methods.streams`), by default the stream's declared
+    defaults (DAC-DETR's branch: released cls 1, set by its presets)."""
 
-    one_to_one: LossWeights = field(default_factory=LossWeights)
-    one_to_many: LossWeights = field(default_factory=LossWeights)
-    encoder: LossWeights = field(default_factory=LossWeights)
-    hybrid: LossWeights = field(default_factory=LossWeights)
-    group: LossWeights = field(default_factory=LossWeights)
-    denoising: LossWeights = field(default_factory=LossWeights)
-    dac: LossWeights = field(default_factory=LossWeights)  # DAC-DETR branch (released: cls 1, set by its presets)
+    value_type = LossWeights
 
-    def as_dict(self) -> dict[str, LossWeights]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    @staticmethod
+    def default(spec: StreamSpec) -> LossWeights:
+        return LossWeights(**spec.loss_weights)
 
 
-# --- Align-DETR / DAC-DETR options (issue 17) ---------------------------------------------------
+# --- Align-DETR / DAC-DETR options ---------------------------------------------------------------
 
 
-@dataclass
-class StreamClassificationLoss:
-    """Classification loss per prediction stream: "focal" (sigmoid focal, Deformable DETR) or
-    "iou_aware" (Align-DETR's IoU-aware BCE, `msdetr.losses.iou_aware`)."""
+class StreamClassificationLoss(PerStream):
+    """Classification loss per declared stream: "focal" (sigmoid focal, Deformable DETR) or
+    "iou_aware" (Align-DETR's IoU-aware BCE, `msdetr.losses.iou_aware`); default: the stream's
+    declared choice (focal for every built-in stream)."""
 
-    one_to_one: ClassificationLoss = "focal"
-    one_to_many: ClassificationLoss = "focal"
-    encoder: ClassificationLoss = "focal"
-    dac: ClassificationLoss = "focal"
+    value_type = ClassificationLoss
 
-    def as_dict(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    @staticmethod
+    def default(spec: StreamSpec) -> str:
+        return spec.classification_loss
 
 
 @dataclass
@@ -171,14 +190,14 @@ class ManyToOneConfig:
 
 
 @dataclass
-class DacSupervisionConfig:
+class DacSupervisionConfig(TopKOptions):
     """DAC-DETR's divide-and-conquer branch supervision (`msdetr.supervision.dac`); needs the
     detector's `dac` stream (`model.dac.enabled`).
 
     enabled: supervise the `dac` stream, every decoder layer, with a top-K one-to-many assignment.
-    k, threshold, class_weight, iou_weight, positive_fraction, mode: of that top-K assignment
-        (released: the same assigner as MS-DETR's official one, 6 / 0.4 / 0.3 / 0.7, positives
-        capped at 75 a image = 0.25 of 300 queries).
+    k, threshold, class_weight, iou_weight, positive_fraction, mode (`TopKOptions`): of that top-K
+        assignment (released: the same assigner as MS-DETR's official one, 6 / 0.4 / 0.3 / 0.7,
+        positives capped at 75 a image = 0.25 of 300 queries).
     match_on_primary_boxes: score the branch's class probabilities with the one-to-one stream's
         boxes of the same layer, as the released code does; false: the branch's own boxes.
     tau: prime-sample weighting of the branch's pairs, exp(-rank / tau) per target (released 1.5;
@@ -188,12 +207,6 @@ class DacSupervisionConfig:
     """
 
     enabled: bool = False
-    k: int = 6
-    threshold: float = 0.4
-    class_weight: float = 0.3
-    iou_weight: float = 0.7
-    positive_fraction: float = 0.25
-    mode: TopKMode = "official"
     match_on_primary_boxes: bool = True
     tau: float = 1.5
     normalizer_scale: float = 3.0
@@ -255,22 +268,13 @@ class SupervisionConfig:
             problems.append(("strategy", self.strategy, "one of 'one_to_one', 'mixed'"))
         if self.denoising_normalization not in ("groups", "targets"):
             problems.append(("denoising_normalization", self.denoising_normalization, "one of 'groups', 'targets'"))
-        o2m = self.one_to_many
-        if o2m.mode not in ("official", "paper"):
-            problems.append(("one_to_many.mode", o2m.mode, "one of 'official', 'paper'"))
-        if isinstance(o2m.k, bool) or not isinstance(o2m.k, int) or o2m.k < 1:
-            problems.append(("one_to_many.k", o2m.k, "an integer >= 1"))
+        problems += self.one_to_many.problems("one_to_many")
         if isinstance(self.hybrid.k, bool) or not isinstance(self.hybrid.k, int) or self.hybrid.k < 1:
             problems.append(("hybrid.k", self.hybrid.k, "an integer >= 1"))
-        if not 0.0 < o2m.positive_fraction <= 1.0:
-            problems.append(("one_to_many.positive_fraction", o2m.positive_fraction, "in (0, 1]"))
         if not 0.0 < self.focal_alpha < 1.0:
             problems.append(("focal_alpha", self.focal_alpha, "in (0, 1)"))
         if self.focal_gamma < 0:
             problems.append(("focal_gamma", self.focal_gamma, ">= 0"))
-        for name in ("threshold", "class_weight", "iou_weight"):
-            if getattr(o2m, name) < 0:
-                problems.append((f"one_to_many.{name}", getattr(o2m, name), ">= 0"))
         for name in ("cls", "bbox", "giou"):
             if getattr(self.matcher, name) < 0:
                 problems.append((f"matcher.{name}", getattr(self.matcher, name), ">= 0"))
@@ -314,15 +318,9 @@ class SupervisionConfig:
         if m2o.tau <= 0:
             problems.append(("many_to_one.tau", m2o.tau, "> 0"))
         dac = self.dac
-        if isinstance(dac.k, bool) or not isinstance(dac.k, int) or dac.k < 1:
-            problems.append(("dac.k", dac.k, "an integer >= 1"))
-        if dac.mode not in ("official", "paper"):
-            problems.append(("dac.mode", dac.mode, "one of 'official', 'paper'"))
-        if not 0.0 < dac.positive_fraction <= 1.0:
-            problems.append(("dac.positive_fraction", dac.positive_fraction, "in (0, 1]"))
-        for name in ("threshold", "class_weight", "iou_weight", "tau"):
-            if getattr(dac, name) < 0:
-                problems.append((f"dac.{name}", getattr(dac, name), ">= 0"))
+        problems += dac.problems("dac")
+        if dac.tau < 0:
+            problems.append(("dac.tau", dac.tau, ">= 0"))
         if dac.normalizer_scale <= 0:
             problems.append(("dac.normalizer_scale", dac.normalizer_scale, "> 0"))
         return problems

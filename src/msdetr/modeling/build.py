@@ -26,20 +26,7 @@ def build_model(cfg: ModelConfig) -> DeformableDETR:
 
 
 def _check_queries(cfg: ModelConfig) -> None:
-    """Anchor (DAB) queries and denoising groups: the combinations that make sense."""
+    """Anchor (DAB) queries: single-stage only (each method unit checks its own options when it
+    builds its part, e.g. denoising queries in `msdetr.methods.denoising`)."""
     if cfg.anchor_queries and cfg.two_stage:
         raise MsdetrError("model.anchor_queries: single-stage only; set model.two_stage: false")
-    dn = cfg.denoising
-    if dn.method not in ("none", "dn", "cdn"):
-        raise MsdetrError(f"model.denoising.method: got {dn.method!r}; use one of 'none', 'dn', 'cdn'")
-    if not dn.enabled:
-        return
-    if not (cfg.two_stage or cfg.anchor_queries):
-        raise MsdetrError("model.denoising: denoising queries are boxes; needs model.two_stage: true or "
-                          "model.anchor_queries: true (plain single-stage queries are 2-d points)")
-    if dn.label_indicator and not cfg.anchor_queries:
-        raise MsdetrError("model.denoising.label_indicator: needs model.anchor_queries: true (DN-DETR's DAB queries)")
-    if dn.method == "dn" and dn.num_groups < 1:
-        raise MsdetrError(f"model.denoising.num_groups: got {dn.num_groups}; it must be >= 1")
-    if dn.label_noise < 0 or dn.box_noise < 0:
-        raise MsdetrError("model.denoising.label_noise and box_noise must be >= 0")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from msdetr.modeling.decoder_layers import aux_ffn_all_layers
+from msdetr.modeling.decoder_layers import BlockSubstitutes, aux_ffn_all_layers
 
 
 def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -26,6 +26,33 @@ def apply_box_delta(delta: Tensor, reference: Tensor) -> Tensor:
     if reference.shape[-1] == 4:
         return (delta + inverse_sigmoid(reference)).sigmoid()
     return torch.cat([delta[..., :2] + inverse_sigmoid(reference), delta[..., 2:]], -1).sigmoid()
+
+
+@dataclass
+class DecoderMemory:
+    """The encoder output as the decoder reads it.
+
+    memory:         (B, S, D) encoder tokens of all levels
+    spatial_shapes: (H_l, W_l) per level
+    valid_ratios:   (B, L, 2) unpadded fraction (w, h) per image and level
+    padding_mask:   (B, S) True on padding
+    """
+
+    memory: Tensor
+    spatial_shapes: list[tuple[int, int]]
+    valid_ratios: Tensor
+    padding_mask: Tensor
+
+
+@dataclass
+class DecoderQueries:
+    """What the decoder starts from: tgt, query_pos (B, Q, D); reference_points (B, Q, 4) boxes or
+    (B, Q, 2) points; attn_mask (Q, Q) bool, True = blocked, or None."""
+
+    tgt: Tensor
+    query_pos: Tensor
+    reference_points: Tensor
+    attn_mask: Tensor | None = None
 
 
 @dataclass
@@ -61,45 +88,42 @@ class DeformableDecoder(nn.Module):
         self.refine = refine
         self.look_forward_twice = look_forward_twice and refine
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
-                spatial_shapes: list[tuple[int, int]], valid_ratios: Tensor, padding_mask: Tensor,
-                box_heads: list[nn.Module], tap: bool = True, attn_mask: Tensor | None = None,
-                tap_queries: int | None = None, query_position: nn.Module | None = None,
-                self_attention: list[bool] | None = None) -> DecoderOutput:
+    def forward(self, queries: DecoderQueries, memory: DecoderMemory, box_heads: list[nn.Module],
+                tap: bool = True, tap_queries: int | None = None, query_position: nn.Module | None = None,
+                substitutes: list[BlockSubstitutes | None] | None = None) -> DecoderOutput:
         """
-        tgt, query_pos:   (B, Q, D) content and positional queries
-        reference_points: (B, Q, 4) normalized boxes or (B, Q, 2) points
-        memory:           (B, S, D); valid_ratios: (B, L, 2); padding_mask: (B, S)
-        box_heads:        one box head per layer (passed in, owned by the detector)
-        tap:              ask mixed-supervision layers for their one-to-many features
-        attn_mask:        optional self-attention mask (extra queries of other strategies)
-        tap_queries:      tap only the first this many queries (the primary ones); None: all
-        query_position:   computes each layer's positional query from its reference boxes
-                          (anchor queries: `(anchors (B, Q, 4), content (B, Q, D), layer) -> (B, Q, D)`);
-                          None: every layer uses `query_pos`
-        self_attention:   per layer, run its self-attention block (default: all); DAC-DETR's
-                          divide-and-conquer pass turns it off
+        queries:        content / positional queries (B, Q, D), reference boxes (B, Q, 4) or points
+                        (B, Q, 2), optional self-attention mask (extra queries of other methods)
+        memory:         the encoder output and its layout (`DecoderMemory`)
+        box_heads:      one box head per layer (passed in, owned by the detector)
+        tap:            ask mixed-supervision layers for their one-to-many features
+        tap_queries:    tap only the first this many queries (the primary ones); None: all
+        query_position: computes each layer's positional query from its reference boxes
+                        (anchor queries: `(anchors (B, Q, 4), content (B, Q, D), layer) -> (B, Q, D)`);
+                        None: every layer uses `queries.query_pos`
+        substitutes:    per layer, blocks run instead of the layer's own (a decoder branch, see
+                        `modeling.branches`); None: the layers as they are
         """
         # MS-DETR auxiliary FFNs: applied after the loop, to all layers at once (they feed nothing
         # back into the decoder)
         defer = tap and all(getattr(layer, "aux_ffn", False) for layer in self.layers)
         extra = {"defer_aux_ffn": True} if defer else {}
-        out = tgt
-        reference = reference_points
-        predict_from = reference_points
+        out, query_pos = queries.tgt, queries.query_pos
+        reference = predict_from = queries.reference_points
+        valid_ratios = memory.valid_ratios
         hidden, hidden_o2m, deltas, references = [], [], [], []
-        if self_attention is None:
-            self_attention = [True] * len(self.layers)
-        for index, (layer, box_head, with_self) in enumerate(zip(self.layers, box_heads, self_attention)):
+        if substitutes is None:
+            substitutes = [None] * len(self.layers)
+        for index, (layer, box_head, substitute) in enumerate(zip(self.layers, box_heads, substitutes)):
             if reference.shape[-1] == 4:
                 ref_input = reference[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]
             else:
                 ref_input = reference[:, :, None] * valid_ratios[:, None]
             if query_position is not None:
                 query_pos = query_position(ref_input[:, :, 0], out, index)
-            out, out_o2m = layer(out, query_pos, ref_input, memory, spatial_shapes, padding_mask,
-                                 attn_mask=attn_mask, tap=tap, tap_queries=tap_queries, self_attention=with_self,
-                                 **extra)
+            out, out_o2m = layer(out, query_pos, ref_input, memory.memory, memory.spatial_shapes,
+                                 memory.padding_mask, attn_mask=queries.attn_mask, tap=tap, tap_queries=tap_queries,
+                                 substitute=substitute, **extra)
             delta = box_head(out)
             hidden.append(out)
             deltas.append(delta)

@@ -17,6 +17,8 @@ Shapes: B batch, Q queries, D hidden_dim, S memory tokens, L levels.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from torch import Tensor, nn
 
 from msdetr.modeling.encoder import activation_fn
@@ -24,6 +26,9 @@ from msdetr.modeling.stacked import stacked_layer_norm, stacked_linear
 from msdetr.ops.ms_deform_attn import MultiScaleDeformableAttention
 
 # placement -> (block order, index of the block after which the tap is taken)
+# A decoder branch's replacement blocks by name ("self", "cross", "ffn"); None skips the block.
+BlockSubstitutes = Mapping[str, Callable[..., Tensor] | None]
+
 PLACEMENTS: dict[str, tuple[tuple[str, str, str], int]] = {
     "a": (("self", "cross", "ffn"), 2),
     "b": (("cross", "self", "ffn"), 2),
@@ -69,7 +74,12 @@ class _DecoderBlocks(nn.Module):
 
     def run_block(self, name: str, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                   spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                  attn_mask: Tensor | None) -> Tensor:
+                  attn_mask: Tensor | None, substitute: BlockSubstitutes | None = None) -> Tensor:
+        """Block `name` ("self", "cross" or "ffn"); `substitute[name]`, when given, runs instead
+        (None: the block is skipped), called as `block(layer, tgt, query_pos, attn_mask)`."""
+        if substitute is not None and name in substitute:
+            block = substitute[name]
+            return tgt if block is None else block(self, tgt, query_pos, attn_mask)
         if name == "self":
             return self.self_block(tgt, query_pos, attn_mask)
         if name == "cross":
@@ -83,13 +93,13 @@ class DecoderLayer(_DecoderBlocks):
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
                 attn_mask: Tensor | None = None, tap: bool = False,
-                tap_queries: int | None = None, self_attention: bool = True) -> tuple[Tensor, None]:
-        """Returns (one_to_one (B, Q, D), None). self_attention=False skips the self-attention
-        block (DAC-DETR's divide-and-conquer pass)."""
-        if self_attention:
-            tgt = self.self_block(tgt, query_pos, attn_mask)
-        tgt = self.cross_block(tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask)
-        return self.ffn_block(tgt), None
+                tap_queries: int | None = None, substitute: BlockSubstitutes | None = None) -> tuple[Tensor, None]:
+        """Returns (one_to_one (B, Q, D), None). substitute: blocks run instead of this layer's own
+        (a decoder branch's, e.g. DAC-DETR's skipped self-attention), see `run_block`."""
+        for name in ("self", "cross", "ffn"):
+            tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes, padding_mask,
+                                 attn_mask, substitute)
+        return tgt, None
 
 
 class MixedSupervisionDecoderLayer(_DecoderBlocks):
@@ -117,20 +127,18 @@ class MixedSupervisionDecoderLayer(_DecoderBlocks):
                 spatial_shapes: list[tuple[int, int]], padding_mask: Tensor,
                 attn_mask: Tensor | None = None, tap: bool = True,
                 defer_aux_ffn: bool = False, tap_queries: int | None = None,
-                self_attention: bool = True) -> tuple[Tensor, Tensor | None]:
+                substitute: BlockSubstitutes | None = None) -> tuple[Tensor, Tensor | None]:
         """Returns (one_to_one (B, Q, D), one_to_many (B, Q', D) or None when tap is False).
 
         defer_aux_ffn: return the tapped features *before* the auxiliary FFN; the caller
         applies it (the decoder does so for all layers at once, `aux_ffn_all_layers`).
         tap_queries: tap only the first Q' queries (the primary ones, when extra query groups
         follow them; None: all).
-        self_attention: False skips the self-attention block (DAC-DETR's divide-and-conquer pass)."""
+        substitute: blocks run instead of this layer's own (a decoder branch's), see `run_block`."""
         tapped = None
         for index, name in enumerate(self.order):
-            if name == "self" and not self_attention:
-                continue
             tgt = self.run_block(name, tgt, query_pos, reference_points, memory, spatial_shapes,
-                                 padding_mask, attn_mask)
+                                 padding_mask, attn_mask, substitute)
             if tap and index == self.tap_after:
                 tapped = tgt if tap_queries is None else tgt[:, :tap_queries]
                 tapped = self.aux_ffn_block(tapped) if self.aux_ffn and not defer_aux_ffn else tapped

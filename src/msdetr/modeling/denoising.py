@@ -25,43 +25,14 @@ Shapes: B batch, n objects of the batch, M = copies * n, E = copies * pad querie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from msdetr.config.model import DenoisingConfig
+from msdetr.methods.contracts import DENOISING, DenoisingMeta, NoisedTargets, QueryContext, QueryGroup
 from msdetr.modeling.decoder import inverse_sigmoid
-from msdetr.modeling.query_groups import QueryContext, QueryGroup
 
-DENOISING = "denoising"
 _REFERENCE_EPS = 1e-3  # the references' inverse_sigmoid epsilon for the noised boxes
-
-
-@dataclass
-class NoisedTargets:
-    """The noised copies of a batch's objects and where they sit.
-
-    labels:   (M,) int64 noised labels;  boxes: (M, 4) noised normalized cxcywh boxes
-    image:    (M,) image of each copy;   target: (M,) index of its object in that image
-    query:    (M,) slot of the copy among the image's E denoising queries
-    positive: (M,) bool, the copy reconstructs its object (False: a DINO negative)
-    num_groups, copies_per_group, pad: the layout (E = num_groups * copies_per_group * pad)
-    """
-
-    labels: Tensor
-    boxes: Tensor
-    image: Tensor
-    target: Tensor
-    query: Tensor
-    positive: Tensor
-    num_groups: int
-    copies_per_group: int
-    pad: int
-
-    @property
-    def num_queries(self) -> int:
-        return self.num_groups * self.copies_per_group * self.pad
 
 
 def cdn_group_count(dn_number: int, most_objects: int) -> int:
@@ -151,7 +122,7 @@ class DenoisingQueries(nn.Module):
                indicator feature 1 with `label_indicator`); padding slots hold zeros.
     reference: the noised box; padding slots sigmoid(0) = 0.5.
     position:  the primary queries' positional query of the noised box (`QueryInit.position_of`).
-    meta:      `noised` (a `NoisedTargets`), `method` ("dn" or "cdn").
+    meta:      `DenoisingMeta`: `noised` (a `NoisedTargets`), `method` ("dn" or "cdn").
     """
 
     def __init__(self, cfg: DenoisingConfig, num_classes: int, hidden_dim: int,
@@ -161,6 +132,7 @@ class DenoisingQueries(nn.Module):
         self.num_classes = num_classes
         self.hidden_dim = hidden_dim
         self.generator = generator
+        self.num_proposals = 0
         width = hidden_dim - 1 if cfg.label_indicator else hidden_dim
         # num_classes + 1 rows as both references (the last row is never used by a label)
         self.label_embed = nn.Embedding(num_classes + 1, width)
@@ -186,4 +158,4 @@ class DenoisingQueries(nn.Module):
             query_pos = torch.zeros_like(tgt)
         return QueryGroup(DENOISING, tgt.to(dtype), query_pos.to(dtype), reference.to(dtype),
                           self_mask=group_mask(noised, device), sees_primary=True,
-                          meta={"noised": noised, "method": self.cfg.method})
+                          meta=DenoisingMeta(noised, self.cfg.method))

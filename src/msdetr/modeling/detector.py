@@ -11,19 +11,20 @@ import torch
 from torch import Tensor, nn
 
 from msdetr.config.model import ModelConfig
+from msdetr.methods.contracts import ONE_TO_MANY, ONE_TO_ONE, QueryContext
+from msdetr.methods.registry import build_branches, build_query_group_providers
 from msdetr.modeling.anchor_queries import AnchorQueries
 from msdetr.modeling.backbone import Backbone
-from msdetr.modeling.dac import DAC, divide_and_conquer_branch
-from msdetr.modeling.decoder import DeformableDecoder
+from msdetr.modeling.decoder import DecoderMemory, DecoderQueries, DeformableDecoder
 from msdetr.modeling.decoder_layers import DecoderLayer, MixedSupervisionDecoderLayer
 from msdetr.modeling.encoder import DeformableEncoder
 from msdetr.modeling.heads import PredictionHeads
 from msdetr.modeling.mask_head import MaskHead
 from msdetr.modeling.neck import InputProjection
-from msdetr.modeling.outputs import ONE_TO_MANY, ONE_TO_ONE, DetectorOutput, StreamPredictions
+from msdetr.modeling.outputs import DetectorOutput, StreamPredictions
 from msdetr.modeling.position import SinePositionEmbedding
-from msdetr.modeling.queries import LearnedQueries, TwoStageQueries
-from msdetr.modeling.query_groups import QueryContext, assemble_queries, build_query_group_providers
+from msdetr.modeling.queries import LearnedQueries, QueryInit, TwoStageQueries
+from msdetr.modeling.query_groups import assemble_queries
 from msdetr.ops.ms_deform_attn import MultiScaleDeformableAttention
 
 
@@ -60,8 +61,10 @@ class DeformableDETR(nn.Module):
         else:
             self.queries = LearnedQueries(cfg.num_queries, d)
         self._init_transformer()
-        # extra training queries of other methods (hybrid, group, denoising); empty for plain models
+        # the registered methods' extra training queries (hybrid, group, denoising, ...) and decoder
+        # branches (DAC-DETR, ...); both empty for plain models
         self.query_groups = build_query_group_providers(cfg)
+        self.branches = build_branches(cfg)
         self.heads = PredictionHeads(d, cfg.num_classes, cfg.dec_layers, refine=cfg.with_box_refine,
                                      two_stage=cfg.two_stage, one_to_many=ms.enabled,
                                      share_class=ms.share_class_head, share_box=ms.share_box_head)
@@ -91,16 +94,45 @@ class DeformableDETR(nn.Module):
         """
         images:      (B, 3, H, W) normalized, zero-padded bottom/right
         pixel_mask:  (B, H, W) bool, True on padding
-        all_streams: also compute training-only streams (one-to-many, and the streams of extra
-                     query groups); default: in training mode
+        all_streams: also compute training-only streams (one-to-many, and the streams of the
+                     methods' query groups and decoder branches); default: in training mode
         targets:     training targets, for query groups built from them (denoising); optional
         returns:     DetectorOutput with `one_to_one` (and `one_to_many`) streams of
-                     logits (L, B, Q, C) and boxes (L, B, Q, 4), one stream per extra query
-                     group (L, B, E, ...), and two-stage proposals; with a mask head every
-                     stream also carries `masks` (`MaskPredictions`)
+                     logits (L, B, Q, C) and boxes (L, B, Q, 4), one stream per query group
+                     (L, B, E, ...) and per branch, and two-stage proposals; with a mask head every
+                     decoder stream but the branches' also carries `masks` (`MaskPredictions`)
         """
         if all_streams is None:
             all_streams = self.training
+        memory = self._encode(images, pixel_mask)
+        providers = self.query_groups if all_streams else []
+        init = self._initial_queries(memory, max((getattr(p, "num_proposals", 0) for p in providers), default=0))
+        context = QueryContext(init, memory.memory, memory.padding_mask, memory.spatial_shapes, targets,
+                               source=self.queries)
+        groups = [provider(context) for provider in providers]
+        queries = assemble_queries(init, groups, ONE_TO_ONE)
+        dec = self.decoder(queries, memory, list(self.heads.box_heads), tap=all_streams,
+                           tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None,
+                           query_position=self.queries.position if isinstance(self.queries, AnchorQueries) else None)
+        predictions, one_to_many = self.heads.predict_streams(dec)  # all layers, both streams at once
+        pixel_embed = None
+        if self.mask_head is not None:
+            pixel_embed = self.mask_head.pixel_embedding(memory.memory, memory.spatial_shapes)
+            predictions.masks = self.mask_head(dec.hidden, pixel_embed)
+        streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
+        if one_to_many is not None:
+            # the one-to-many stream supervises the primary queries only
+            if pixel_embed is not None:
+                one_to_many.masks = self.mask_head(dec.hidden_o2m, pixel_embed)
+            streams[ONE_TO_MANY] = _query_range(one_to_many, queries.slices[ONE_TO_ONE])
+        primary = DecoderQueries(init.tgt, init.query_pos, init.reference_points)
+        for branch in self.branches if all_streams else []:
+            streams[branch.name] = branch(self.decoder, self.heads, primary, memory)
+        return DetectorOutput(streams=streams, encoder=init.encoder,
+                              query_meta={group.name: group.meta for group in groups})
+
+    def _encode(self, images: Tensor, pixel_mask: Tensor) -> DecoderMemory:
+        """Backbone, neck and encoder: the flattened multi-scale memory (B, S, D) and its layout."""
         if self.cfg.padding_invariant and bool(pixel_mask.any()):
             levels = self._levels_per_image(images, pixel_mask)
         else:
@@ -116,42 +148,16 @@ class DeformableDETR(nn.Module):
             valid.append(_valid_ratio(level_mask))
         src, mask, pos = torch.cat(src, 1), torch.cat(mask, 1), torch.cat(pos, 1)
         valid_ratios = torch.stack(valid, 1)
-
         memory = self.encoder(src, pos, spatial_shapes, valid_ratios, mask)
-        with_groups = all_streams and len(self.query_groups) > 0
+        return DecoderMemory(memory, spatial_shapes, valid_ratios, mask)
+
+    def _initial_queries(self, memory: DecoderMemory, num_extra: int) -> QueryInit:
+        """The primary queries; two-stage: from the encoder proposals, with `num_extra` more
+        proposals ranked after them for the query groups that take them (H-DETR hybrid)."""
         if isinstance(self.queries, TwoStageQueries):
-            # proposals beyond the primary top-k for query groups that take them (H-DETR hybrid)
-            num_extra = max((getattr(p, "num_proposals", 0) for p in self.query_groups), default=0)
-            init = self.queries(memory, mask, spatial_shapes, self.heads.encoder_class_head,
-                                self.heads.encoder_box_head, num_extra=num_extra if with_groups else 0)
-        else:
-            init = self.queries(memory)
-        groups = []
-        if with_groups:
-            context = QueryContext(init, memory, mask, spatial_shapes, targets, source=self.queries)
-            groups = [provider(context) for provider in self.query_groups]
-        queries = assemble_queries(init, groups, ONE_TO_ONE)
-        dec = self.decoder(queries.tgt, queries.query_pos, queries.reference_points, memory, spatial_shapes,
-                           valid_ratios, mask, box_heads=list(self.heads.box_heads), tap=all_streams,
-                           attn_mask=queries.attn_mask,
-                           tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None,
-                           query_position=self.queries.position if isinstance(self.queries, AnchorQueries) else None)
-        predictions, one_to_many = self.heads.predict_streams(dec)  # all layers, both streams at once
-        pixel_embed = None
-        if self.mask_head is not None:
-            pixel_embed = self.mask_head.pixel_embedding(memory, spatial_shapes)
-            predictions.masks = self.mask_head(dec.hidden, pixel_embed)
-        streams = {name: _query_range(predictions, part) for name, part in queries.slices.items()}
-        if one_to_many is not None:
-            # the one-to-many stream supervises the primary queries only
-            if pixel_embed is not None:
-                one_to_many.masks = self.mask_head(dec.hidden_o2m, pixel_embed)
-            streams[ONE_TO_MANY] = _query_range(one_to_many, queries.slices[ONE_TO_ONE])
-        if all_streams and self.cfg.dac.enabled:  # DAC-DETR: the primary queries without self-attention
-            streams[DAC] = divide_and_conquer_branch(self.decoder, self.heads, init, memory, spatial_shapes,
-                                                     valid_ratios, mask, self.cfg.dac.first_layer_self_attention)
-        return DetectorOutput(streams=streams, encoder=init.encoder,
-                              query_meta={group.name: group.meta for group in groups})
+            return self.queries(memory.memory, memory.padding_mask, memory.spatial_shapes,
+                                self.heads.encoder_class_head, self.heads.encoder_box_head, num_extra=num_extra)
+        return self.queries(memory.memory)
 
     def _levels_per_image(self, images: Tensor, pixel_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Backbone + input projections on each image's unpadded area, then padded per level.

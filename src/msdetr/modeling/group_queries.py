@@ -17,9 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from msdetr.modeling.query_groups import QueryContext, QueryGroup
-
-GROUP = "group"
+from msdetr.methods.contracts import GROUP, GroupMeta, QueryContext, QueryGroup
 
 
 def block_diagonal_mask(num_groups: int, group_size: int, device: torch.device) -> Tensor:
@@ -37,6 +35,7 @@ class GroupQueries(nn.Module):
         self.group_size = group_size
         self.hidden_dim = hidden_dim
         self.two_stage = two_stage
+        self.num_proposals = 0  # takes the primary's proposals, none beyond them
         width = hidden_dim if two_stage else 2 * hidden_dim
         self.query_embed = nn.Embedding(self.num_extra_groups * group_size, width)
 
@@ -55,4 +54,4 @@ class GroupQueries(nn.Module):
             reference_points = context.source.reference_points(query_pos).sigmoid()
         return QueryGroup(GROUP, tgt, query_pos, reference_points,
                           self_mask=block_diagonal_mask(g, q, tgt.device),
-                          meta={"num_groups": g, "group_size": q})
+                          meta=GroupMeta(g, q))

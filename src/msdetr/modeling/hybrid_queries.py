@@ -19,9 +19,7 @@ from __future__ import annotations
 from torch import nn
 
 from msdetr.errors import MsdetrError
-from msdetr.modeling.query_groups import QueryContext, QueryGroup
-
-HYBRID = "hybrid"
+from msdetr.methods.contracts import HYBRID, HybridMeta, QueryContext, QueryGroup
 
 
 class HybridQueries(nn.Module):
@@ -47,9 +45,9 @@ class HybridQueries(nn.Module):
             tgt = extra.tgt
             if self.content_embed is not None:
                 tgt = self.content_embed.weight[:count][None].expand(b, -1, -1)
-            return QueryGroup(HYBRID, tgt, extra.query_pos, extra.reference_points, meta={"num_queries": count})
+            return QueryGroup(HYBRID, tgt, extra.query_pos, extra.reference_points, meta=HybridMeta(count))
         query_pos, tgt = self.query_embed.weight.split(self.hidden_dim, dim=1)
         query_pos = query_pos[None].expand(b, -1, -1)
         reference_points = context.source.reference_points(query_pos).sigmoid()
         return QueryGroup(HYBRID, tgt[None].expand(b, -1, -1), query_pos, reference_points,
-                          meta={"num_queries": self.num_queries})
+                          meta=HybridMeta(self.num_queries))

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-ONE_TO_ONE = "one_to_one"
-ONE_TO_MANY = "one_to_many"
+from msdetr.methods.streams import ONE_TO_MANY, ONE_TO_ONE
+
+__all__ = ["ONE_TO_MANY", "ONE_TO_ONE", "DetectorOutput", "EncoderPredictions", "MaskPredictions",
+           "StreamPredictions"]
 
 
 @dataclass
@@ -92,12 +94,13 @@ class DetectorOutput:
              aid only); while training, one stream per extra query group, named after
              it (`hybrid`, `group`, `denoising`; see `modeling.query_groups`).
     encoder: two-stage proposals, or None.
-    query_meta: per extra query group, what its provider recorded for its supervision.
+    query_meta: per extra query group, the typed record its provider made for its strategy
+                (`msdetr.methods.contracts`).
     """
 
     streams: dict[str, StreamPredictions] = field(default_factory=dict)
     encoder: EncoderPredictions | None = None
-    query_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    query_meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def logits(self) -> Tensor:

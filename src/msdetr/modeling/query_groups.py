@@ -1,6 +1,6 @@
 """Extra decoder queries that a training method adds (H-DETR hybrid, Group DETR, DN/DINO denoising).
 
-A *query-group provider* is a small module owned by the detector (it holds the
+A *query-group provider* (contract in `msdetr.methods.contracts`) is a small module owned by the detector (it holds the
 parameters its queries need: learned content embeddings, a label embedding, ...).
 While training, each provider returns one `QueryGroup`; the detector appends the
 groups after the primary queries, runs everything through the same decoder under
@@ -21,72 +21,15 @@ Shapes: B batch, Q primary queries, E a group's queries, D hidden size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from msdetr.methods.contracts import QueryContext, QueryGroup
 from msdetr.modeling.queries import QueryInit
 
-
-@dataclass
-class QueryGroup:
-    """Queries one provider adds.
-
-    name:             the stream its predictions are returned as ("hybrid", "group", "denoising")
-    tgt, query_pos:   (B, E, D) content and positional queries
-    reference_points: (B, E, 4) normalized boxes, or (B, E, 2) points (same kind as the primary's)
-    self_mask:        (E, E) bool, True = blocked, attention inside the group; None: all visible
-    sees_primary:     the group's queries may attend to the primary queries
-    meta:             whatever the group's supervision needs (e.g. which target each
-                      denoising query reconstructs); returned in `DetectorOutput.query_meta[name]`
-    """
-
-    name: str
-    tgt: Tensor
-    query_pos: Tensor
-    reference_points: Tensor
-    self_mask: Tensor | None = None
-    sees_primary: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_queries(self) -> int:
-        return self.tgt.shape[1]
-
-
-@dataclass
-class QueryContext:
-    """What a provider may build its queries from.
-
-    primary:        the primary queries (with two-stage proposals in `primary.encoder`)
-    memory:         (B, S, D) encoder output; padding_mask: (B, S) True on padding
-    spatial_shapes: (H_l, W_l) per feature level
-    targets:        training targets (list of dicts with normalized cxcywh `boxes`, `labels`),
-                    or None when the caller gave none
-    source:         the detector's primary query module (`LearnedQueries` / `TwoStageQueries`),
-                    whose layers extra queries may share (e.g. single-stage reference points)
-
-    A provider with an int attribute `num_proposals` > 0 gets, with two-stage, the proposals
-    ranked right after the primary top-Q in `primary.extra` (the detector asks for the largest
-    `num_proposals`; with fewer than Q + E encoder tokens, the lowest-ranked min(E, S) proposals of
-    the top-min(Q + E, S), overlapping the primary's: see `TwoStageQueries.forward`). With fewer
-    than Q tokens the primary itself has only S queries (`primary.tgt.shape[1]`).
-    """
-
-    primary: QueryInit
-    memory: Tensor
-    padding_mask: Tensor
-    spatial_shapes: list[tuple[int, int]]
-    targets: list[dict[str, Tensor]] | None = None
-    source: nn.Module | None = None
-
-
-class QueryGroupProvider(Protocol):
-    """An `nn.Module` of the detector: `provider(context) -> QueryGroup` (training only)."""
-
-    def __call__(self, context: QueryContext) -> QueryGroup: ...
+__all__ = ["AssembledQueries", "QueryContext", "QueryGroup", "assemble_queries"]
 
 
 @dataclass
@@ -139,20 +82,3 @@ def assemble_queries(primary: QueryInit, groups: list[QueryGroup], primary_name:
         attn_mask=mask,
         slices=slices,
     )
-
-
-def build_query_group_providers(cfg) -> nn.ModuleList:
-    """The providers a `ModelConfig` asks for, in stream order."""
-    from msdetr.modeling.group_queries import GroupQueries
-    from msdetr.modeling.hybrid_queries import HybridQueries
-
-    providers = nn.ModuleList()
-    if cfg.hybrid.num_queries > 0:
-        providers.append(HybridQueries(cfg.hybrid.num_queries, cfg.hidden_dim, cfg.two_stage, cfg.mixed_selection))
-    if cfg.group.num_groups > 1:
-        providers.append(GroupQueries(cfg.group.num_groups, cfg.num_queries, cfg.hidden_dim, cfg.two_stage))
-    if cfg.denoising.enabled:  # DN-DETR / DINO denoising queries
-        from msdetr.modeling.denoising import DenoisingQueries
-
-        providers.append(DenoisingQueries(cfg.denoising, cfg.num_classes, cfg.hidden_dim))
-    return providers

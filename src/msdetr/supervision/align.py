@@ -12,10 +12,11 @@ Align-DETR criterion; with MS-DETR it replaces the one-to-one strategy of
 
 from __future__ import annotations
 
-from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput
+from msdetr.methods.contracts import ONE_TO_ONE
+from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import SupervisionTask, Targets
 from msdetr.supervision.hungarian import HungarianAssigner
-from msdetr.supervision.one_to_one import layer_predictions, require_stream
+from msdetr.supervision.layers import layer_predictions, require_stream, stream_tasks
 from msdetr.supervision.repeated_hungarian import RepeatedHungarianAssigner
 
 
@@ -42,24 +43,8 @@ class AlignSupervision:
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         num_layers = require_stream(output, self.stream, "align (many_to_one)")
         stream = output.streams[self.stream]
+        predictions = [layer_predictions(output, self.stream, layer) for layer in range(num_layers)]
         # the earlier layers in one pass (one host transfer), the last one with its own k
-        assignments = (
-            self.assigner.assign_layers(stream.logits[:-1], stream.boxes[:-1], targets) if num_layers > 1 else []
-        )
-        tasks = []
-        for layer in range(num_layers):
-            final = layer == num_layers - 1
-            predictions = layer_predictions(output, self.stream, layer)
-            assignment = self.final_assigner(predictions, targets) if final else assignments[layer]
-            tasks.append(
-                SupervisionTask(
-                    stream=self.stream,
-                    layer=layer,
-                    predictions=predictions,
-                    targets=targets,
-                    assignment=assignment,
-                    log_class_error=final,
-                    rank_tau=self.tau,
-                )
-            )
-        return tasks
+        earlier = self.assigner.assign_layers(stream.logits[:-1], stream.boxes[:-1], targets) if num_layers > 1 else []
+        assignments = [*earlier, self.final_assigner(predictions[-1], targets)]
+        return stream_tasks(output, self.stream, targets, assignments, predictions, rank_tau=self.tau)

@@ -21,10 +21,11 @@ A **supervision strategy** turns a `DetectorOutput` and the targets into a list
 of `SupervisionTask`: which predictions (stream, layer) are supervised, by which
 targets, with which assignment. The criterion only computes losses of tasks (all of them in one
 batched path, `msdetr.losses.batched`).
-New strategies (hybrid, group, denoising) are new files producing tasks for their
-own streams; `ComposedSupervision` runs several. A strategy that needs extra
-decoder queries (denoising, hybrid, group) will also provide them to the detector
-through a separate hook; the detector never matches anything.
+Each method's strategy is one file producing tasks for its own streams (one_to_one,
+mixed, align, hybrid, group, denoising, dac, encoder), all through
+`layers.stream_tasks`; `ComposedSupervision` runs several. A method that needs extra
+decoder queries gives the detector a provider (`msdetr.methods.contracts`), whose typed
+meta its strategy reads from `DetectorOutput.query_meta`; the detector never matches anything.
 
 Targets everywhere: a list (one per image) of dicts with ``boxes`` (n, 4) float
 normalized (cx, cy, w, h) and ``labels`` (n,) int64 in [0, num_classes).
@@ -38,13 +39,16 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from msdetr.methods.contracts import ENCODER
 from msdetr.modeling.outputs import DetectorOutput, MaskPredictions
+
+__all__ = ["ENCODER", "Assigner", "Assignment", "LayerPredictions", "StreamLayer", "SupervisionStrategy",
+           "SupervisionTask", "Targets"]
 
 # One (pred_idx, target_idx) pair of int64 tensors per image.
 Assignment = list[tuple[Tensor, Tensor]]
 Targets = list[dict[str, Tensor]]
 
-ENCODER = "encoder"
 
 
 @dataclass

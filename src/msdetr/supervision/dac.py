@@ -1,7 +1,7 @@
 """DAC-DETR supervision of the divide-and-conquer branch (the detector's `dac` stream).
 
 The branch runs the decoder's layers again on the primary queries without
-self-attention (`msdetr.modeling.dac`); its every layer is supervised one-to-many
+self-attention (the DAC unit's decoder branch, `msdetr.methods.dac`); its every layer is supervised one-to-many
 with the top-K assigner (the released DAC-DETR code uses the same assigner as
 MS-DETR's official one: k 6, threshold 0.4, score 0.3 class + 0.7 IoU, positives
 capped at 75 an image). As released:
@@ -21,15 +21,18 @@ capped at 75 an image). As released:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from msdetr.modeling.dac import DAC
-from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput
+from msdetr.methods.contracts import DAC, ONE_TO_ONE
+from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import Assignment, SupervisionTask, Targets
-from msdetr.supervision.one_to_one import layer_predictions, require_stream
+from msdetr.supervision.layers import require_stream, stream_tasks
 from msdetr.supervision.topk import TopKAssigner
 
 
+@dataclass
 class DacSupervision:
     """Top-K one-to-many supervision of every layer of the `dac` stream.
 
@@ -37,44 +40,24 @@ class DacSupervision:
     weighting (None: off). normalizer_scale: the branch's terms are divided by this times N.
     """
 
-    def __init__(
-        self,
-        top_k: TopKAssigner,
-        match_on_primary_boxes: bool = True,
-        tau: float | None = 1.5,
-        normalizer_scale: float = 3.0,
-        stream: str = DAC,
-    ) -> None:
-        self.top_k = top_k
-        self.match_on_primary_boxes = match_on_primary_boxes
-        self.tau = tau
-        self.normalizer_scale = normalizer_scale
-        self.stream = stream
+    top_k: TopKAssigner
+    match_on_primary_boxes: bool = True
+    tau: float | None = 1.5
+    normalizer_scale: float = 3.0
+    stream: str = DAC
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
-        num_layers = require_stream(output, self.stream, "dac")
+        require_stream(output, self.stream, "dac")
         branch = output.streams[self.stream]
         boxes = branch.boxes
         if self.match_on_primary_boxes:
             require_stream(output, ONE_TO_ONE, "dac")
             boxes = output.streams[ONE_TO_ONE].boxes
-        order = [num_layers - 1, *range(num_layers - 1)]  # the released criterion's order
-        assignments = self.top_k.assign_layers(branch.logits.detach(), boxes.detach(), targets, order)
+        # all layers at once, random draws in the released order (the assigner's default)
+        assignments = self.top_k.assign_layers(branch.logits.detach(), boxes.detach(), targets)
         assignments = [by_target_best_first(assignment) for assignment in assignments]
-        return [
-            SupervisionTask(
-                stream=self.stream,
-                layer=layer,
-                predictions=layer_predictions(output, self.stream, layer),
-                targets=targets,
-                assignment=assignments[layer],
-                log_class_error=layer == num_layers - 1,
-                rank_tau=self.tau,
-                normalizer_scale=self.normalizer_scale,
-                clamp_after_scale=True,
-            )
-            for layer in range(num_layers)
-        ]
+        return stream_tasks(output, self.stream, targets, assignments, rank_tau=self.tau,
+                            normalizer_scale=self.normalizer_scale, clamp_after_scale=True)
 
 
 def by_target_best_first(assignment: Assignment) -> Assignment:

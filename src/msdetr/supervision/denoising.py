@@ -1,6 +1,6 @@
 """Denoising supervision (DN-DETR, DINO CDN): every decoder layer of the `denoising` stream
 reconstructs the objects its queries were noised from; no matching, the provider's record says
-which query belongs to which object (`DetectorOutput.query_meta["denoising"]["noised"]`).
+which query belongs to which object (its `DenoisingMeta.noised` in `DetectorOutput.query_meta["denoising"]`).
 
 - "dn" (DN-DETR): only the denoising copies are supervised (padding slots get no loss); each
   reconstructs its object's class and box.
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from msdetr.modeling.denoising import DENOISING, NoisedTargets
+from msdetr.methods.contracts import DENOISING, DenoisingMeta, NoisedTargets
 from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import Assignment, LayerPredictions, SupervisionTask, Targets
+from msdetr.supervision.layers import stream_tasks
 
 
 class DenoisingSupervision:
@@ -33,26 +34,22 @@ class DenoisingSupervision:
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         if self.stream not in output.streams:
             return []
-        meta = output.query_meta[self.stream]
-        noised: NoisedTargets = meta["noised"]
+        meta = DenoisingMeta.of(output.query_meta[self.stream])
+        noised = meta.noised
         stream = output.streams[self.stream]
-        num_layers = stream.num_layers
         scale = float(noised.num_groups) if self.normalization == "groups" else 1.0
-        if meta["method"] == "dn":
+        if meta.method == "dn":
             select, task_targets, assignment = _copies_only(noised, targets, stream.logits.device)
         else:
             select, task_targets, assignment = None, targets, _positive_pairs(noised, len(targets))
-        tasks = []
-        for layer in range(num_layers):
+        predictions = []
+        for layer in range(stream.num_layers):
             logits, boxes = stream.logits[layer], stream.boxes[layer]
             if select is not None:  # (1, M, ...): the copies as one "image"
                 logits, boxes = logits[select][None], boxes[select][None]
-            tasks.append(SupervisionTask(
-                stream=self.stream, layer=layer, predictions=LayerPredictions(logits, boxes),
-                targets=task_targets, assignment=assignment, log_class_error=layer == num_layers - 1,
-                normalizer_scale=scale,
-            ))
-        return tasks
+            predictions.append(LayerPredictions(logits, boxes))
+        return stream_tasks(None, self.stream, task_targets, [assignment] * stream.num_layers, predictions,
+                            normalizer_scale=scale)
 
 
 def _positive_pairs(noised: NoisedTargets, batch: int) -> Assignment:

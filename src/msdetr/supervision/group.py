@@ -1,62 +1,48 @@
 """Group DETR: one-to-one (Hungarian) matching of each extra query group separately, on every
 decoder layer, next to the primary strategy's tasks.
 
-The `group` stream holds G - 1 groups of q queries each (`query_meta["group"]`); all
+The `group` stream holds G - 1 groups of q queries each (its `GroupMeta` in `query_meta["group"]`); all
 groups of all images are matched in one batched call (groups become extra batch rows)
 and each image's pairs are listed group after group, query indices offset by g * q.
 Group DETR divides the loss of all G groups (the primary one included) by G * N: with
-`normalize_over_groups`, the group tasks and the primary `one_to_one` tasks carry
-`normalizer_scale = G` (the MS-DETR one-to-many and encoder tasks keep N).
+`normalize_over_groups`, the group tasks carry `normalizer_scale = G`, and the Group DETR unit
+(`msdetr.methods.group`) rescales the primary's `one_to_one` tasks the same way
+(`compose.Rescaled`; the MS-DETR one-to-many and encoder tasks keep N).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from msdetr.modeling.group_queries import GROUP
-from msdetr.modeling.outputs import ONE_TO_ONE, DetectorOutput
+from msdetr.methods.contracts import GROUP, GroupMeta
+from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import (
     Assigner,
     Assignment,
     LayerPredictions,
-    SupervisionStrategy,
     SupervisionTask,
     Targets,
 )
-from msdetr.supervision.one_to_one import layer_predictions, require_stream
+from msdetr.supervision.layers import require_stream, stream_tasks
 
 
+@dataclass
 class GroupSupervision:
-    """The primary strategy's tasks, then tasks `group.layer<i>` (per-group Hungarian)."""
+    """Tasks `group.layer<i>` (per-group Hungarian), divided by G * N with `normalize_over_groups`
+    (`group_normalizer` gives the primary's one-to-one tasks the same scale)."""
 
-    def __init__(self, primary: SupervisionStrategy, assigner: Assigner, normalize_over_groups: bool = True,
-                 stream: str = GROUP):
-        self.primary = primary
-        self.assigner = assigner
-        self.normalize_over_groups = normalize_over_groups
-        self.stream = stream
+    assigner: Assigner
+    normalize_over_groups: bool = True
+    stream: str = GROUP
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
-        num_layers = require_stream(output, self.stream, "group")
-        meta = output.query_meta[self.stream]
-        groups, size = meta["num_groups"], meta["group_size"]
-        assignments = self._assign(output, targets, groups, size)
-        tasks = [
-            SupervisionTask(
-                stream=self.stream,
-                layer=layer,
-                predictions=layer_predictions(output, self.stream, layer),
-                targets=targets,
-                assignment=assignments[layer],
-                log_class_error=layer == num_layers - 1,
-            )
-            for layer in range(num_layers)
-        ]
-        primary_tasks = self.primary.plan(output, targets)
-        if self.normalize_over_groups:
-            for task in tasks + [t for t in primary_tasks if t.stream == ONE_TO_ONE]:
-                task.normalizer_scale = float(groups + 1)
-        return primary_tasks + tasks
+        require_stream(output, self.stream, "group")
+        meta = GroupMeta.of(output.query_meta[self.stream])
+        assignments = self._assign(output, targets, meta.num_groups, meta.group_size)
+        options = {"normalizer_scale": group_normalizer(output, self.stream)} if self.normalize_over_groups else {}
+        return stream_tasks(output, self.stream, targets, assignments, **options)
 
     def _assign(self, output: DetectorOutput, targets: Targets, groups: int, size: int) -> list[Assignment]:
         """Per layer, per image: (pred_idx, target_idx) of all groups, group by group."""
@@ -82,3 +68,8 @@ class GroupSupervision:
                 ))
             result.append(image_pairs)
         return result
+
+
+def group_normalizer(output: DetectorOutput, stream: str = GROUP) -> float:
+    """G, the number of groups the primary's and the extra groups' losses are averaged over."""
+    return float(GroupMeta.of(output.query_meta[stream]).num_groups + 1)

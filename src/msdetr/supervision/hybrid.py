@@ -8,10 +8,12 @@ loss is not repeated for the branch (only the primary criterion call sees the pr
 
 from __future__ import annotations
 
-from msdetr.modeling.hybrid_queries import HYBRID
+from dataclasses import dataclass
+
+from msdetr.methods.contracts import HYBRID
 from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import Assigner, SupervisionTask, Targets
-from msdetr.supervision.one_to_one import OneToOneSupervision, require_stream
+from msdetr.supervision.layers import assign_stream, require_stream, stream_tasks
 
 
 def repeat_targets(targets: Targets, k: int) -> Targets:
@@ -19,20 +21,18 @@ def repeat_targets(targets: Targets, k: int) -> Targets:
     return [{"boxes": t["boxes"].repeat(k, 1), "labels": t["labels"].repeat(k)} for t in targets]
 
 
+@dataclass
 class HybridSupervision:
     """Tasks `hybrid.layer<i>`: Hungarian assignment to the k-times repeated targets."""
 
-    def __init__(self, assigner: Assigner, k: int, official_normalization: bool = True, stream: str = HYBRID):
-        self.k = k
-        self.official_normalization = official_normalization
-        self.stream = stream
-        self.one_to_one = OneToOneSupervision(assigner, stream)
+    assigner: Assigner
+    k: int
+    official_normalization: bool = True
+    stream: str = HYBRID
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         require_stream(output, self.stream, "hybrid")
-        tasks = self.one_to_one.plan(output, repeat_targets(targets, self.k))
-        if self.official_normalization:
-            for task in tasks:
-                task.normalizer_scale = float(self.k)
-                task.clamp_after_scale = True
-        return tasks
+        repeated = repeat_targets(targets, self.k)
+        assignments = assign_stream(self.assigner, output, self.stream, repeated)
+        options = {"normalizer_scale": float(self.k), "clamp_after_scale": True} if self.official_normalization else {}
+        return stream_tasks(output, self.stream, repeated, assignments, **options)

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
-from msdetr.modeling.outputs import ONE_TO_MANY, DetectorOutput
+from dataclasses import dataclass
+
+from msdetr.methods.contracts import ONE_TO_MANY
+from msdetr.modeling.outputs import DetectorOutput
 from msdetr.supervision.base import Assigner, SupervisionTask, Targets
+from msdetr.supervision.layers import assign_stream, require_stream, stream_tasks
 from msdetr.supervision.merge import merge_one_to_one
-from msdetr.supervision.one_to_one import OneToOneSupervision, layer_predictions, require_stream
+from msdetr.supervision.one_to_one import OneToOneSupervision
 
 
+@dataclass
 class MixedSupervision:
     """One-to-one supervision plus one-to-many supervision of the `one_to_many` stream.
 
@@ -17,22 +22,14 @@ class MixedSupervision:
     merge_one_to_one: add each layer's one-to-one match to that layer's one-to-many
         set (see `merge`).
 
-    The one-to-many layers are assigned in the official order (final layer, then
-    layers 0, 1, ...), so a random top-K subsampling draws the same numbers as the
-    official code; an assigner with `assign_layers` does all layers in one pass.
+    The top-K assigner's `assign_layers` assigns all layers in one pass, drawing its random
+    numbers in the official order (final layer, then layers 0, 1, ...), as the official code.
     """
 
-    def __init__(
-        self,
-        one_to_one: OneToOneSupervision,
-        one_to_many: Assigner,
-        merge_one_to_one: bool = False,
-        stream: str = ONE_TO_MANY,
-    ) -> None:
-        self.one_to_one = one_to_one
-        self.one_to_many = one_to_many
-        self.merge_one_to_one = merge_one_to_one
-        self.stream = stream
+    one_to_one: OneToOneSupervision
+    one_to_many: Assigner
+    merge_one_to_one: bool = False
+    stream: str = ONE_TO_MANY
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
         num_layers = require_stream(output, self.stream, "mixed")
@@ -42,30 +39,10 @@ class MixedSupervision:
                 f"merge_one_to_one needs as many one-to-one layers as one-to-many layers "
                 f"({len(one_to_one_tasks)} vs {num_layers})"
             )
-        stream = output.streams[self.stream]
-        order = [num_layers - 1, *range(num_layers - 1)]  # the official criterion's order
-        assign_layers = getattr(self.one_to_many, "assign_layers", None)
-        if assign_layers is not None:  # all layers in one pass (same result, less overhead)
-            assignments = dict(enumerate(assign_layers(stream.logits, stream.boxes, targets, order)))
-        else:
-            assignments = {
-                layer: self.one_to_many(layer_predictions(output, self.stream, layer), targets)
-                for layer in order
-            }
+        # top-K draws its random numbers in the official layer order (its `assign_layers` default)
+        assignments = assign_stream(self.one_to_many, output, self.stream, targets, final_first=True)
         if self.merge_one_to_one:
-            num_queries = stream.logits.shape[2]
-            for layer, assignment in assignments.items():
-                one_to_one = one_to_one_tasks[layer].assignment
-                assignments[layer] = merge_one_to_one(assignment, one_to_one, num_queries)
-        one_to_many_tasks = [
-            SupervisionTask(
-                stream=self.stream,
-                layer=layer,
-                predictions=layer_predictions(output, self.stream, layer),
-                targets=targets,
-                assignment=assignments[layer],
-                log_class_error=layer == num_layers - 1,
-            )
-            for layer in range(num_layers)
-        ]
-        return one_to_one_tasks + one_to_many_tasks
+            num_queries = output.streams[self.stream].logits.shape[2]
+            assignments = [merge_one_to_one(assignment, task.assignment, num_queries)
+                           for assignment, task in zip(assignments, one_to_one_tasks)]
+        return one_to_one_tasks + stream_tasks(output, self.stream, targets, assignments)

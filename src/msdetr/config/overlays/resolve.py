@@ -1,4 +1,5 @@
-"""`BASE+METHOD+...` -> a config: load the base (a preset name or a YAML file), apply each method's
+"""`BASE+METHOD+...` -> a config dict: on the base's dict (the loader loads it: a preset name or a
+YAML file), apply each method's
 overlay (`msdetr.config.overlays.methods`) in a fixed order, then the `--set` overrides.
 
 The overrides are applied to the base before the overlays too, so an overlay scales from the
@@ -8,7 +9,7 @@ override of a method's own value still wins (`--set model.hybrid.num_queries=100
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -49,33 +50,33 @@ def canonical_name(spec: str) -> str:
     return "+".join([Path(base).stem if base.endswith((".yaml", ".yml")) else base, *methods])
 
 
-def variant_dict(spec: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """The merged (not yet typed) config dict of `BASE+METHOD...` plus overrides."""
-    from msdetr.config import loader  # the loader imports this module lazily
-
-    base, methods = split_variant(spec)
-    merged = loader._load_with_bases(loader.resolve_source(base), chain=[])
-    parsed = [loader.parse_override(o) for o in overrides]
-    for override in parsed:
-        merged = loader.deep_merge(merged, override)
+def apply_overlays(spec: str, base: dict[str, Any], overrides: list[dict[str, Any]]) -> dict[str, Any]:
+    """The merged (not yet typed) config dict of `BASE+METHOD...`: `base` is BASE's loaded dict,
+    `overrides` the parsed `--set` mappings (applied before the overlays and again after them)."""
+    _, methods = split_variant(spec)
+    merged = base
+    for override in overrides:
+        merged = deep_merge(merged, override)
     descriptions = []
     for method in methods:
         overlay, label = METHODS[method]
         current = from_dict(Config, merged, where=spec)
-        merged = loader.deep_merge(merged, overlay(current, spec))
+        merged = deep_merge(merged, overlay(current, spec))
         descriptions.append(label)
     merged["name"] = canonical_name(spec)
     base_description = str(merged.get("description", "")).strip()
-    merged["description"] = " + ".join([base_description or base, *descriptions])
-    for override in parsed:
-        merged = loader.deep_merge(merged, override)
+    merged["description"] = " + ".join([base_description or split_variant(spec)[0], *descriptions])
+    for override in overrides:
+        merged = deep_merge(merged, override)
     return merged
 
 
-def load_variant(spec: str, overrides: Iterable[str] = ()) -> Config:
-    """The checked `Config` of `BASE+METHOD...` plus overrides."""
-    from msdetr.config import loader
-
-    cfg = from_dict(Config, variant_dict(spec, overrides), where=spec)
-    loader.validate_config(cfg, where=spec)
-    return cfg
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `update` applied: mappings merge recursively, other values replace."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,1 @@
+"""Training methods as registered units (`msdetr.methods.registry`); typed contracts in `contracts`."""
