@@ -30,7 +30,7 @@ class Overlay:
     name: str
     apply: OverlayFunction
     label: str
-    rank: int
+    rank: float
     aliases: tuple[str, ...] = ()
     excludes: tuple[tuple[str, str], ...] = ()
 
