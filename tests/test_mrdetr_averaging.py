@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from msdetr.cli import main
-from msdetr.config.model import MrDetrModelConfig
 from msdetr.errors import MsdetrError
 from msdetr.methods.mr_detr.averaging import average_state_dicts
+from msdetr.methods.mr_detr.config import MrDetrModelConfig
 from msdetr.model_io import load_model_file
 from test_predict_support import random_checkpoint
 

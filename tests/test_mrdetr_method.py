@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from msdetr.config.loader import load_config
-from msdetr.config.model import MrDetrModelConfig
 from msdetr.errors import MsdetrError
 from msdetr.losses import build_criterion
-from msdetr.methods.mr_detr.config import MrDetrSupervisionConfig
+from msdetr.methods.mr_detr.config import MrDetrModelConfig, MrDetrSupervisionConfig
 from msdetr.methods.mr_detr.fusion import fuse_layer_scores
 from msdetr.methods.mr_detr.supervision import MrDetrSupervision
+from msdetr.methods.unit import SupervisionTools
 from msdetr.modeling.build import build_model
 from msdetr.supervision.encoder import EncoderAssigner
 from test_overlay_streams import SHRINK, _batch
@@ -52,7 +54,7 @@ def test_overlay_trains_a_step_with_the_routes_streams_and_terms(spec):
     assert {"mr_encoder.cls", "mr_encoder.bbox", "mr_encoder.giou"} <= set(result.terms)
     assert math.isfinite(result.total.item())
     # every route parameter is trained (instruction tokens, route norm, sep FFN, second encoder head)
-    for name, p in model.mr_detr.named_parameters():
+    for name, p in model.branches[0].named_parameters():
         assert p.grad is not None, name
         # the box head's hidden layers start without gradient: its last layer's weight starts at 0
         assert p.grad.abs().sum() > 0 or "box_head.layers.2" not in name and "box_head" in name, name
@@ -64,7 +66,7 @@ def test_routes_can_be_turned_off_one_by_one():
     assert not [t for t in result.terms if t.startswith(("mr_instructive", "mr_encoder"))]
     _, model, output, _ = _step("tiny_ddetr+mr_detr", ["model.mr_detr.sep_route=false"])
     assert set(output.streams) == {"one_to_one", "mr_instructive"}
-    assert not hasattr(model.mr_detr.params.layers[0], "linear1")
+    assert not hasattr(model.branches[0].params.layers[0], "linear1")
 
 
 def _eval_logits(model, images, mask):
@@ -80,15 +82,15 @@ def test_inference_is_the_plain_detector_unless_scores_are_fused():
     with_routes = build_model(tiny_model_config(mixed_selection=True, mr_detr=MrDetrModelConfig(enabled=True)))
     plain = build_model(tiny_model_config(mixed_selection=True))
     missing, unexpected = plain.load_state_dict(with_routes.state_dict(), strict=False)
-    assert not missing and unexpected and all(k.startswith("mr_detr.") for k in unexpected)
+    assert not missing and unexpected and all(k.startswith("branches.0.") for k in unexpected)
     ours, theirs = _eval_logits(with_routes, images, mask), _eval_logits(plain, images, mask)
     assert torch.equal(ours.logits, theirs.logits) and torch.equal(ours.boxes, theirs.boxes)
     with torch.no_grad():  # the routes' parameters do not reach the inference outputs
-        for p in with_routes.mr_detr.parameters():
+        for p in with_routes.branches[0].parameters():
             p.add_(1.0)
     assert torch.equal(_eval_logits(with_routes, images, mask).logits, theirs.logits)
 
-    with_routes.mr_detr.cfg.score_fusion = True  # the release's fusion: changes the scores, not the boxes
+    with_routes.branches[0].cfg.score_fusion = True  # the release's fusion: changes the scores, not the boxes
     fused = _eval_logits(with_routes, images, mask)
     assert torch.equal(fused.boxes, theirs.boxes)
     assert not torch.allclose(fused.logits, theirs.logits)
@@ -109,7 +111,8 @@ def test_score_fusion_follows_the_released_formula():
 
 @pytest.mark.parametrize(("queries", "cap"), [(300, 225), (900, 225), (226, 225), (100, 100), (7, 7)])
 def test_positive_cap_is_absolute_as_released(queries, cap):
-    strategy = MrDetrSupervision(MrDetrSupervisionConfig(enabled=True), EncoderAssigner())
+    top_k = partial(SupervisionTools.top_k, SimpleNamespace(generator=None))
+    strategy = MrDetrSupervision(MrDetrSupervisionConfig(enabled=True), top_k, EncoderAssigner())
     assert int(queries * strategy.assigner(queries).positive_fraction) == cap
 
 
@@ -142,14 +145,14 @@ def test_a_route_loss_without_the_routes_is_an_error():
 def test_sep_route_alone_needs_no_second_encoder_head():
     cfg = tiny_model_config(mr_detr=MrDetrModelConfig(enabled=True, instructive_route=False))
     model = build_model(cfg)
-    assert model.mr_detr.params.encoder_class_head is None
+    assert model.branches[0].params.encoder_class_head is None
     with pytest.raises(MsdetrError, match="model.mr_detr.instructive_route"):
         build_model(tiny_model_config(mr_detr=MrDetrModelConfig(enabled=True)))  # no mixed selection
 
 
 def test_second_encoder_head_starts_as_the_released_copy():
     model = build_model(tiny_model_config(mixed_selection=True, mr_detr=MrDetrModelConfig(enabled=True)))
-    params, heads = model.mr_detr.params, model.heads
+    params, heads = model.branches[0].params, model.heads
     assert torch.equal(params.encoder_class_head.weight, heads.class_heads[0].weight)
     assert torch.equal(params.encoder_box_head.layers[0].weight, heads.box_heads[0].layers[0].weight)
     assert params.encoder_box_head.layers[-1].bias.tolist() == [0.0, 0.0, -2.0, -2.0]
@@ -217,7 +220,7 @@ def test_with_denoising_the_routes_carry_the_denoising_queries_hidden_from_the_t
     from msdetr.modeling.queries import QueryInit
     from msdetr.modeling.query_groups import QueryGroup, assemble_queries
 
-    layer, params = model.decoder.layers[0], model.mr_detr.params.layers[0]
+    layer, params = model.decoder.layers[0], model.branches[0].params.layers[0]
     g = torch.Generator().manual_seed(1)
     d = cfg.model.hidden_dim
     primary = QueryInit(torch.randn(1, 4, d, generator=g), torch.randn(1, 4, d, generator=g), torch.rand(1, 4, 4))
@@ -235,8 +238,6 @@ def test_with_denoising_the_routes_carry_the_denoising_queries_hidden_from_the_t
 
 @pytest.mark.parametrize("rank_weights_l1", [False, True])
 def test_prime_sample_weights_leave_the_routes_l1_term_unweighted_as_released(rank_weights_l1):
-    from msdetr.losses.functional import l1_box_sum
-
     overrides = ["model.num_queries=30", f"supervision.mr_detr.rank_weights_l1={str(rank_weights_l1).lower()}",
                  "supervision.mr_detr.threshold=0.0"]  # many pairs per target
     torch.manual_seed(0)
@@ -255,6 +256,6 @@ def test_prime_sample_weights_leave_the_routes_l1_term_unweighted_as_released(ra
     boxes = torch.cat([task.predictions.boxes[b, q] for b, (q, _) in enumerate(task.assignment)])
     goal = torch.cat([targets[b]["boxes"][t] for b, (_, t) in enumerate(task.assignment)])
     assert max(torch.bincount(t).max() for _, t in task.assignment) > 1
-    unweighted = l1_box_sum(boxes, goal) / (num_targets * cfg.supervision.mr_detr.normalizer_scale)  # 3N
+    unweighted = (boxes - goal).abs().sum() / (num_targets * cfg.supervision.mr_detr.normalizer_scale)  # 3N
     term = result.terms[f"mr_sep.layer{task.layer}.bbox"]
     assert torch.allclose(term, unweighted) != rank_weights_l1

@@ -212,10 +212,10 @@ def _check_key_path(parts: list[str], where: str) -> Any:
             prefix = ".".join(parts[:depth])
             raise MsdetrError(f"{where}: '{prefix}' has no sub-keys; set it as a whole")
         hints = {} if per_stream else get_type_hints(cls)
-        flat = [hints[f.name] for f in ([] if per_stream else fields(cls)) if getattr(hints[f.name], "flat", False)]
-        names = cls.names() if per_stream else [f.name for f in fields(cls) if not getattr(hints[f.name], "flat", False)]
+        own = [] if per_stream else [f.name for f in fields(cls)]
+        flat = [hints[name] for name in own if getattr(hints[name], "flat", False)]
         units = {name: tp for tp in flat for name in tp.names()}  # method units' sections
-        names = names + list(units)
+        names = cls.names() if per_stream else [n for n in own if not getattr(hints[n], "flat", False)] + list(units)
         if part not in names:
             prefix = ".".join(parts[:depth])
             raise MsdetrError(

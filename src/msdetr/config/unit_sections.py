@@ -76,7 +76,14 @@ class SupervisionSections(UnitSections):
 
 
 class WithUnitSections:
-    """Mixin of `ModelConfig` / `SupervisionConfig`: a unit's section reads as an attribute."""
+    """Mixin of `ModelConfig` / `SupervisionConfig`: a unit's section reads and is set as an attribute."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        units = self.__dict__.get("units")
+        if units is not None and name not in self.__dataclass_fields__ and name in units.names():
+            units._values[name] = value
+            return
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "units":

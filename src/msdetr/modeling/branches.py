@@ -10,7 +10,8 @@ primary's query source (to select queries of its own, e.g. from its own proposal
 extra query groups of this pass (to rerun, e.g., the denoising queries on the branch). A branch
 returning a `BranchOutput` adds several streams and extra named proposal sets
 (`DetectorOutput.encoders`). Nothing of a branch runs at inference but `at_inference`, a hook on
-the primary's (one-to-one) predictions when no training stream is computed (identity by default).
+the primary's (one-to-one) predictions when no training stream is computed (identity by default);
+`init_from_heads` lets a branch start heads of its own as copies of the detector's.
 
 DAC-DETR's divide-and-conquer branch (`SkipSelfAttention`): the primary queries (content,
 position, initial reference boxes) go through the same layers again with self-attention skipped,
@@ -65,6 +66,10 @@ class DecoderBranch(nn.Module):
 
     def substitutes(self, num_layers: int) -> list[BlockSubstitutes | None]:
         raise NotImplementedError
+
+    def init_from_heads(self, heads: PredictionHeads) -> None:
+        """Called once the detector's heads exist (they are built after the branches): a branch
+        may start its own heads from theirs. Nothing by default."""
 
     def at_inference(self, predictions: StreamPredictions) -> StreamPredictions:
         """The primary's predictions (L, B, Q, ...) at inference (no training stream computed)."""

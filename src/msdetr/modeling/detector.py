@@ -69,6 +69,8 @@ class DeformableDETR(nn.Module):
         self.heads = PredictionHeads(d, cfg.num_classes, cfg.dec_layers, refine=cfg.with_box_refine,
                                      two_stage=cfg.two_stage, one_to_many=ms.enabled,
                                      share_class=ms.share_class_head, share_box=ms.share_box_head)
+        for branch in self.branches:  # a branch may start heads of its own from the detector's
+            branch.init_from_heads(self.heads)
         # instance masks (Mask-Deformable-DETR); None for box-only detectors
         # (on the first feature level the neck keeps: its stride is that backbone level's)
         level0_stride = self.backbone.strides[-self.neck.num_backbone_levels]

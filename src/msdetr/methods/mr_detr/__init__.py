@@ -12,14 +12,22 @@ primary's class scores at inference is an option (`model.mr_detr.score_fusion`).
 
 Modules: `config` (the `model.mr_detr` / `supervision.mr_detr` sections and their checks),
 `parameters` (per-layer route parameters, second encoder head), `attention` (instructive
-self-attention, sep FFN), `routes` (the decoder reruns), `branch` (the detector's decoder branch), `supervision` (the strategy),
+self-attention, sep FFN), `routes` (the decoder reruns), `branch` (the detector's decoder
+branch), `supervision` (the strategy),
 `fusion` (inference score fusion), `averaging` (checkpoint averaging), `overlay`, `checks`,
 `unit` (the registered `MethodUnit`), `streams` (its stream names). The reference spec is
 docs/mr_detr_reference.md.
 """
 
-from msdetr.methods.mr_detr.streams import (DENOISING_STREAMS, ENCODER_O2M, INSTRUCTIVE, INSTRUCTIVE_DN, SEP, SEP_DN,
-                                           STREAMS)
+from msdetr.methods.mr_detr.streams import (
+                                           DENOISING_STREAMS,
+                                           ENCODER_O2M,
+                                           INSTRUCTIVE,
+                                           INSTRUCTIVE_DN,
+                                           SEP,
+                                           SEP_DN,
+                                           STREAMS,
+)
 from msdetr.methods.mr_detr.unit import UNIT
 
 __all__ = ["DENOISING_STREAMS", "ENCODER_O2M", "INSTRUCTIVE", "INSTRUCTIVE_DN", "SEP", "SEP_DN", "STREAMS", "UNIT"]

@@ -33,7 +33,7 @@ from msdetr.modeling.query_groups import assemble_queries
 
 class MrDetrBranch(DecoderBranch):
     """cfg: the `model.mr_detr` section; its parameters under `params` (`parameters.MrDetrParameters`;
-    the second encoder head starts as the layer-0 heads at their initialization)."""
+    the second encoder head starts as a copy of the detector's layer-0 heads, `init_from_heads`)."""
 
     def __init__(self, cfg: MrDetrModelConfig, hidden_dim: int, dim_feedforward: int, num_layers: int,
                  num_classes: int):
@@ -41,6 +41,10 @@ class MrDetrBranch(DecoderBranch):
         self.cfg = cfg
         self.params = MrDetrParameters(cfg, hidden_dim, dim_feedforward, num_layers,
                                        make_class_head(hidden_dim, num_classes), make_box_head(hidden_dim))
+
+    def init_from_heads(self, heads: PredictionHeads) -> None:
+        """The release's second encoder head: the layer-0 heads' values, the box size bias reset."""
+        self.params.copy_encoder_heads(heads.class_heads[0], heads.box_heads[0])
 
     def at_inference(self, predictions: StreamPredictions) -> StreamPredictions:
         """The primary's predictions (logits (L, B, Q, C)) with the release's score fusion if enabled."""

@@ -44,7 +44,8 @@ def mr_detr_overlay(cfg, where: str) -> dict[str, Any]:  # cfg: msdetr.config.sc
     supervision: dict[str, Any] = {
         "mr_detr": {"enabled": True, "k": 6, "threshold": 0.4,
                     "class_weight": 0.2 if denoising else 0.3, "iou_weight": 0.8 if denoising else 0.7,
-                    "mode": "official", "positive_fraction": 1.0, "max_positives": RELEASED_MAX_POSITIVES, "normalizer_scale": 3.0 if denoising else 1.0,
+                    "mode": "official", "positive_fraction": 1.0, "max_positives": RELEASED_MAX_POSITIVES,
+                    "normalizer_scale": 3.0 if denoising else 1.0,
                     "tau": 1.5 if iou_aware else 0.0, "rank_weights_l1": False},
         "loss_weights": {"mr_instructive": o2o, "mr_sep": o2o, "encoder": encoder, "mr_encoder": encoder},
         "encoder_match_on_anchors": not denoising,

@@ -65,5 +65,14 @@ class MrDetrParameters(nn.Module):
         if cfg.instructive_route:
             self.encoder_class_head = copy.deepcopy(layer0_class_head)
             self.encoder_box_head = copy.deepcopy(layer0_box_head)
-            with torch.no_grad():
-                self.encoder_box_head.layers[-1].bias[2:] = cfg.encoder_size_bias
+            self.copy_encoder_heads(layer0_class_head, layer0_box_head)
+
+    def copy_encoder_heads(self, layer0_class_head: nn.Module, layer0_box_head: nn.Module) -> None:
+        """The second encoder head := the layer-0 heads' values, the box head's size bias set to
+        `encoder_size_bias` (nothing without the instructive route)."""
+        if self.encoder_class_head is None:
+            return
+        with torch.no_grad():
+            self.encoder_class_head.load_state_dict(layer0_class_head.state_dict())
+            self.encoder_box_head.load_state_dict(layer0_box_head.state_dict())
+            self.encoder_box_head.layers[-1].bias[2:] = self.cfg.encoder_size_bias

@@ -20,8 +20,8 @@ Layers: L; the tasks' streams are `mr_instructive`, `mr_sep` (per layer) and `mr
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 from msdetr.methods.mr_detr.config import MrDetrSupervisionConfig
 from msdetr.methods.mr_detr.streams import DENOISING_STREAMS, ENCODER_O2M, INSTRUCTIVE, SEP
