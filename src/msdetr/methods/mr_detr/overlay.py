@@ -65,5 +65,8 @@ def mr_detr_overlay(cfg, where: str) -> dict[str, Any]:  # cfg: msdetr.config.sc
 
 
 OVERLAYS = (
-    Overlay("mr_detr", mr_detr_overlay, "Mr. DETR multi-route training", rank=8.5, aliases=("mrdetr", "mr-detr")),
+    # applied before ms_detr, which then keeps Mr. DETR's encoder weights (both heads) and matching
+    Overlay("mr_detr", mr_detr_overlay, "Mr. DETR multi-route training", rank=8.5, aliases=("mrdetr", "mr-detr"),
+            pins=("supervision.loss_weights.encoder", "supervision.encoder_match_on_anchors",
+                  "supervision.encoder_class_cost")),
 )
