@@ -1,7 +1,7 @@
 """Session fixtures shared by every test; the helpers themselves live in `tests/support/`.
 
 Test tiers (docs/testing.md): `python -m pytest -q` runs everything; `-m "not slow"` is the
-fast tier. Mark `@pytest.mark.slow` a test that builds a ResNet-50, spawns a subprocess,
+fast tier (`-n 2` spreads either over two worker processes, pytest-xdist). Mark `@pytest.mark.slow` a test that builds a ResNet-50, spawns a subprocess,
 exports ONNX, or trains more than a few steps.
 """
 
@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: one torch thread per worker, the cores are the workers'
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

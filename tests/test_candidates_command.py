@@ -31,6 +31,7 @@ def _annotations(data, images):
     return [a for a in coco["annotations"] if a["image_id"] in ids], coco
 
 
+@pytest.mark.slow
 def test_two_checkpoints_side_by_side(setup, tmp_path, capsys):
     data, first, second = setup
     out = tmp_path / "out"

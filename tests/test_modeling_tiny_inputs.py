@@ -42,10 +42,13 @@ def test_group_norm_of_single_values_is_the_bias():
 
 
 @pytest.mark.parametrize("overrides", [
-    {},  # strides 16, 32: a 32 x 32 input has a 1x1 stride-32 map
-    {"num_feature_levels": 3},  # plus an extra stride-2 level of the neck (1x1 from 1x1)
-    {"two_stage": True, "mixed_selection": True, "num_queries": 300},
-    {"two_stage": True, "mask_head": MaskHeadConfig(enabled=True, mask_dim=16)},
+    pytest.param({}, id="plain"),  # strides 16, 32: a 32 x 32 input has a 1x1 stride-32 map
+    # plus an extra stride-2 level of the neck (1x1 from 1x1)
+    pytest.param({"num_feature_levels": 3}, id="extra_level", marks=pytest.mark.slow),
+    pytest.param({"two_stage": True, "mixed_selection": True, "num_queries": 300}, id="mixed_selection_300",
+                 marks=pytest.mark.slow),
+    pytest.param({"two_stage": True, "mask_head": MaskHeadConfig(enabled=True, mask_dim=16)}, id="mask_head",
+                 marks=pytest.mark.slow),
 ])
 def test_public_api_predicts_images_whose_coarsest_map_is_1x1(overrides, tmp_path):
     detector = msdetr.load(random_checkpoint(tmp_path / "model.pt", eval_size=32, **overrides))

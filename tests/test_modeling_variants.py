@@ -39,7 +39,12 @@ def _loss_touching_everything(out) -> torch.Tensor:
     return total
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+SLOW_VARIANTS = {"msdetr_tap_a", "msdetr_tap_b", "msdetr_tap_d", "msdetr_share_class0_box1",
+                 "msdetr_share_class1_box0", "single_stage_box_refine"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow if name in SLOW_VARIANTS else ())
+                                  for name in sorted(VARIANTS)])
 def test_forward_backward_and_gradients(name):
     torch.manual_seed(0)
     cfg = tiny_model_config(**VARIANTS[name])

@@ -45,8 +45,19 @@ def _targets(count: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
              "labels": torch.randint(0, 5, (count,), generator=g)} for _ in range(2)]
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize(("size", "objects"), [(96, 3), (32, 30)])  # 32 px: more objects than queries
+# the fast tier keeps one case per method family (each combined with MS-DETR, both image sizes
+# covered); every other preset and size runs in the slow tier
+FAST_CASES = {("msdetr_pp_r50_300", 96), ("msdetr_hdetr_pp_r50_300", 96), ("msdetr_group_ddetr_pp_r50_300", 32),
+              ("msdetr_dino_r50_900", 32), ("msdetr_align_dino_r50_900", 96), ("msdetr_dac_ddetr_pp_r50_300", 96)}
+CASES = [
+    pytest.param(preset, size, objects, marks=() if (preset, size) in FAST_CASES else pytest.mark.slow,
+                 id=f"{size}-{objects}-{preset}")
+    for size, objects in [(96, 3), (32, 30)]  # 32 px: more objects than queries
+    for preset in PRESETS
+]
+
+
+@pytest.mark.parametrize(("preset", "size", "objects"), CASES)
 def test_preset_trains_one_step_with_fewer_tokens_than_queries(preset, size, objects):
     model_cfg, supervision = shrunk_model(preset)
     assert model_cfg.two_stage and model_cfg.mixed_selection and model_cfg.num_queries >= 300

@@ -140,6 +140,7 @@ def test_mask_model_keeps_best_pt_by_segm_map(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "map.png").is_file()
 
 
+@pytest.mark.slow
 def test_best_metric_can_name_a_box_number(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "evaluate", fake_evaluations([(0.5, 0.1), (0.2, 0.3)]))
     cfg = mask_run_config(tmp_path, train_images=2, val_images=2, epochs=2, mixed=False, eval_every=1,
