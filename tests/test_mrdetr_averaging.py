@@ -52,9 +52,8 @@ def test_different_models_are_refused(tmp_path, capsys):
     assert "model config differs" in err and err.count("\n") == 1
 
 
-def test_a_model_with_mr_detr_exports_its_inference_path(tmp_path):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+@pytest.mark.slow
+def test_a_model_with_mr_detr_exports_its_inference_path(tmp_path, onnx):
     from msdetr.export.inference_graph import InferenceGraph
     from msdetr.export.onnx_export import export_onnx, run_onnxruntime
     from msdetr.model_io import build_from_file
