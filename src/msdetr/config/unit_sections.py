@@ -8,15 +8,15 @@ defaults. Unknown names stay errors (`dataclass_io`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from msdetr.config.per_stream import NamedValues
 from msdetr.errors import MsdetrError
 from msdetr.methods.sections import declared_sections
 
 
-class UnitSections:
+class UnitSections(NamedValues):
     """The declared sections under one owner ("model" / "supervision"), each a dataclass instance."""
 
     owner: ClassVar[str]
@@ -43,15 +43,6 @@ class UnitSections:
 
     def as_dict(self) -> dict[str, Any]:
         return {name: self.get(name) for name in self.names()}
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.as_dict() == other.as_dict()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
-
-    def __deepcopy__(self, memo: dict) -> UnitSections:
-        return type(self)(**copy.deepcopy(self._values, memo))
 
     @classmethod
     def from_flat(cls, data: dict[str, Any], where: str, path: str, convert: Callable[..., Any]) -> UnitSections:
