@@ -124,6 +124,17 @@ ROWS = [
          "model.dac.first_layer_self_attention=false", "supervision.dac.enabled=true",
          "supervision.classification_loss.dac=iou_aware"],
     ),
+    # Mr. DETR (issue 24): two more decoder passes (instructive route with its own proposals, sep route) and a
+    # second encoder head, alone and with MS-DETR. Its instructive route takes learned content queries:
+    # mixed query selection is on in these rows (a content embedding in place of a split: no cost difference)
+    *[
+        CostRow(f"{prefix}Mr. DETR", [*base, "model.mixed_selection=true", "model.mr_detr.enabled=true",
+                                      "supervision.mr_detr.enabled=true"])
+        for prefix, base in [
+            ("", ["supervision.strategy=one_to_one", "model.mixed_supervision.enabled=false"]),
+            ("MS-DETR + ", ["supervision.strategy=mixed", "model.mixed_supervision.enabled=true"]),
+        ]
+    ],
 ]
 
 PHASES = ("forward", "assign", "loss", "backward", "optimizer")

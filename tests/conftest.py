@@ -1,8 +1,8 @@
 """Session fixtures shared by every test; the helpers themselves live in `tests/support/`.
 
 Test tiers (docs/testing.md): `python -m pytest -q` runs everything; `-m "not slow"` is the
-fast tier (`-n 2` spreads either over two worker processes, pytest-xdist). Mark `@pytest.mark.slow` a test that builds a ResNet-50, spawns a subprocess,
-exports ONNX, or trains more than a few steps.
+fast tier (`-n 2` spreads either over two worker processes, pytest-xdist). Mark `@pytest.mark.slow`
+a test that builds a ResNet-50, spawns a subprocess, exports ONNX, or trains more than a few steps.
 """
 
 from __future__ import annotations

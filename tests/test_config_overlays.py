@@ -33,6 +33,12 @@ EQUIVALENT = {
     "mask_ddetr_r50_300": "ddetr_r50_300+mask",
     "msdetr_mask_ddetr_r50_300": "ddetr_r50_300+mask+ms_detr",
     "tiny_seg": "tiny+mask",
+    "mrdetr_ddetr_pp_r50_300": "ddetr_pp_r50_300+mr_detr",
+    "mrdetr_ddetr_pp_r50_900": "ddetr_pp_r50_900+mr_detr",
+    "mrdetr_dino_r50_900": "ddetr_pp_r50_900+dino+mr_detr",
+    "mrdetr_align_dino_r50_900": "ddetr_pp_r50_900+dino+align+mr_detr",
+    "msdetr_mrdetr_ddetr_pp_r50_300": "ddetr_pp_r50_300+mr_detr+ms_detr",
+    "msdetr_mrdetr_ddetr_pp_r50_900": "ddetr_pp_r50_900+mr_detr+ms_detr",
 }
 
 
@@ -66,6 +72,20 @@ RECIPE = {
 }
 RECIPE["msdetr_align_dino_r50_900"] = RECIPE["align_dino_r50_900"]
 RECIPE["msdetr_dac_ddetr_pp_r50_300"] = RECIPE["dac_ddetr_pp_r50_300"]
+# Mr. DETR's releases: detrex's optimizer (lr 1e-4, backbone x0.1, no offset multiplier), stem frozen, top 300
+MRDETR_RECIPE = {
+    "model.backbone.freeze_at": ("stem", "layer1"),
+    "train.optimizer.lr": (1e-4, 2e-4),
+    "train.optimizer.lr_backbone": (1e-5, 2e-5),
+    "train.optimizer.lr_linear_proj_mult": (1.0, 0.1),
+}
+for _preset in ("mrdetr_ddetr_pp_r50_300", "msdetr_mrdetr_ddetr_pp_r50_300"):
+    RECIPE[_preset] = {**MRDETR_RECIPE, "eval.topk": (300, 100)}
+for _preset in ("mrdetr_ddetr_pp_r50_900", "mrdetr_dino_r50_900", "msdetr_mrdetr_ddetr_pp_r50_900"):
+    RECIPE[_preset] = MRDETR_RECIPE
+# Mr. DETR's Align release takes Align-DETR's loss, not its mixed matching nor its box noise
+RECIPE["mrdetr_align_dino_r50_900"] = {**MRDETR_RECIPE, "model.denoising.box_noise": (0.4, 1.0),
+                                       "supervision.many_to_one.enabled": (False, True)}
 
 
 @pytest.mark.parametrize("preset", sorted(EQUIVALENT))

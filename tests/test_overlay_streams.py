@@ -20,7 +20,7 @@ SHRINK = [
 ]
 BASE_STREAMS = {"one_to_one", "encoder"}  # tiny_ddetr: two-stage, one-to-one only
 ADDS = {"hybrid": {"hybrid"}, "group": {"group"}, "dn": {"denoising"}, "dino": {"denoising"}, "dac": {"dac"},
-        "ms_detr": {"one_to_many"}}
+        "ms_detr": {"one_to_many"}, "mr_detr": {"mr_instructive", "mr_sep", "mr_encoder"}}
 
 
 def _batch(with_masks: bool, seed: int = 0):

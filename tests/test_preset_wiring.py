@@ -33,7 +33,16 @@ def expected_streams(name: str) -> set[str]:
         streams.add("denoising")
     if "dac" in name:
         streams.add("dac")
+    if "mrdetr" in name:  # Mr. DETR's routes (and, with denoising, the denoising queries on each route)
+        streams |= {"mr_instructive", "mr_sep"}
+        if "denoising" in streams:
+            streams |= {"mr_instructive_dn", "mr_sep_dn"}
     return streams
+
+
+def expected_proposal_sets(name: str) -> set[str]:
+    """Further proposal sets (`DetectorOutput.encoders`) a preset's name promises: Mr. DETR's second head."""
+    return {"mr_encoder"} if "mrdetr" in name else set()
 
 
 def targets_for(sizes: list[tuple[int, int]], num_classes: int, masks: bool) -> list[dict[str, torch.Tensor]]:
@@ -56,7 +65,8 @@ def targets_for(sizes: list[tuple[int, int]], num_classes: int, masks: bool) -> 
 
 def test_every_method_family_has_a_preset():
     families = set().union(*(expected_streams(name) for name in PRESETS))
-    assert families == {"one_to_one", "one_to_many", "hybrid", "group", "denoising", "dac"}
+    assert families == {"one_to_one", "one_to_many", "hybrid", "group", "denoising", "dac", "mr_instructive", "mr_sep",
+                        "mr_instructive_dn", "mr_sep_dn"}
     assert {"mask_ddetr_r50_300", "msdetr_mask_ddetr_r50_300", "align_dino_r50_900"} <= set(PRESETS)
 
 
@@ -77,13 +87,14 @@ def test_preset_builds_trains_one_step_and_predicts(name):
     for stream in streams:
         assert output.streams[stream].logits.shape[0] == cfg.model.dec_layers
     assert (output.encoder is not None) == cfg.model.two_stage
+    assert set(output.encoders) == expected_proposal_sets(name)
     assert (output.streams["one_to_one"].masks is not None) == with_masks == ("mask" in name or "_seg" in name)
 
     result = criterion(output, targets)
     terms = result.term_values()
     assert all(math.isfinite(v) for v in terms.values()), {k: v for k, v in terms.items() if not math.isfinite(v)}
     prefixes = {key.split(".")[0] for key in terms}
-    assert prefixes == streams | ({"encoder"} if cfg.model.two_stage else set())
+    assert prefixes == streams | ({"encoder"} if cfg.model.two_stage else set()) | expected_proposal_sets(name)
     box_terms = ("cls", "bbox", "giou") + (("mask", "dice") if with_masks else ())
     for stream in streams:  # every decoder layer of every stream is supervised
         for layer in range(cfg.model.dec_layers):

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "msdetr.commands.predict",
     "msdetr.commands.candidates",
     "msdetr.commands.export",
+    "msdetr.commands.average",
     "msdetr.commands.data",
 ]
 

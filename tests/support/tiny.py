@@ -20,7 +20,8 @@ def tiny_model_config(*, mixed: bool | None = None, **overrides) -> ModelConfig:
     1 encoder + 2 decoder layers, FFN 64, 7 queries, 5 classes, 3 feature levels, 2 points.
 
     mixed: shorthand for `mixed_supervision=MixedSupervisionConfig(enabled=mixed)`;
-    overrides: any other `ModelConfig` field (an unknown name is a TypeError)."""
+    overrides: any other `ModelConfig` field or method unit's section (`model.<unit>`, e.g.
+    `mr_detr=MrDetrModelConfig(enabled=True)`); an unknown name is a TypeError."""
     if mixed is not None:
         overrides.setdefault("mixed_supervision", MixedSupervisionConfig(enabled=mixed))
     cfg = ModelConfig(
@@ -28,7 +29,11 @@ def tiny_model_config(*, mixed: bool | None = None, **overrides) -> ModelConfig:
         num_queries=7, num_feature_levels=3, enc_n_points=2, dec_n_points=2,
         backbone=BackboneConfig(name="resnet18", freeze_at="layer1"),
     )
-    return replace(cfg, **overrides)
+    sections = {name: overrides.pop(name) for name in list(overrides) if name in cfg.units.names()}
+    cfg = replace(cfg, **overrides)
+    for name, section in sections.items():
+        setattr(cfg, name, section)
+    return cfg
 
 
 def model_overrides(cfg: ModelConfig, fields: list[str]) -> list[str]:

@@ -11,11 +11,12 @@ from typing import Any
 
 from msdetr.compare.runner import RunOutcome
 from msdetr.engine.metrics_log import read_metrics
+from msdetr.methods.streams import declared
 
 BOX_METRICS = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l")
 SEGM_METRICS = ("segm_mAP", "segm_mAP_50", "segm_mAP_75")
 SEPARATORS = (".", "/", ":", "_")  # after a stream's name in a per-stream key (one_to_one.layer0.cls, ...)
-STREAMS = ("one_to_one", "one_to_many", "encoder", "hybrid", "group", "denoising", "dac")
+STREAMS = tuple(declared())  # every declared stream (built-in and the registered units')
 COLUMNS = [("AP", "bbox_mAP"), ("AP50", "bbox_mAP_50"), ("AP75", "bbox_mAP_75"), ("APs", "bbox_mAP_s"),
            ("APm", "bbox_mAP_m"), ("APl", "bbox_mAP_l")]
 
@@ -23,17 +24,24 @@ COLUMNS = [("AP", "bbox_mAP"), ("AP50", "bbox_mAP_50"), ("AP75", "bbox_mAP_75"),
 def stream_losses(record: dict[str, Any]) -> dict[str, float]:
     """Per-stream loss of a metrics record: the stream's own key when logged (e.g. `hybrid`), else the
     sum of the keys that start with its name and a separator (`hybrid.layer0.cls`, `hybrid/bbox`, ...;
-    unweighted, every layer); streams without keys left out."""
+    unweighted, every layer; a key goes to the longest stream name it starts with); streams without
+    keys left out."""
     out = {}
     for stream in STREAMS:
         if isinstance(record.get(stream), (int, float)):
             out[stream] = float(record[stream])
             continue
-        values = [v for k, v in record.items() if k.startswith(stream)
-                  and k[len(stream): len(stream) + 1] in SEPARATORS and isinstance(v, (int, float))]
+        values = [v for k, v in record.items() if _stream_of(k) == stream and isinstance(v, (int, float))]
         if values:
             out[stream] = float(sum(values))
     return out
+
+
+def _stream_of(key: str) -> str | None:
+    """The stream a per-stream key belongs to: the longest stream name followed by a separator
+    (`mr_sep_dn.layer0.cls` is `mr_sep_dn`'s, not `mr_sep`'s)."""
+    found = [s for s in STREAMS if key.startswith(s) and key[len(s): len(s) + 1] in SEPARATORS]
+    return max(found, key=len, default=None)
 
 
 def read_run(outcome: RunOutcome) -> dict[str, Any]:

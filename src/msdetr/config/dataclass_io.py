@@ -17,7 +17,14 @@ def to_dict(obj: Any) -> Any:
     if hasattr(obj, "to_config"):  # a section keyed by stream name (`config.per_stream`)
         return obj.to_config(to_dict)
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if getattr(value, "flat", False):  # method units' sections, written as keys of their owner
+                out.update(value.to_flat(to_dict))
+            else:
+                out[f.name] = to_dict(value)
+        return out
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -33,15 +40,20 @@ def from_dict(cls: type[T], data: Any, where: str = "config", path: str = "") ->
     if not isinstance(data, dict):
         raise MsdetrError(f"{where}: {path or 'top level'} must be a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    flat = {f.name: hints[f.name] for f in dataclasses.fields(cls) if getattr(hints[f.name], "flat", False)}
+    names = {f.name for f in dataclasses.fields(cls)} - set(flat)
+    units = {name for tp in flat.values() for name in tp.names()}  # method units' sections (`unit_sections`)
+    unknown = sorted(set(data) - names - units)
     if unknown:
         key = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise MsdetrError(f"{where}: unknown key '{key}'; valid keys here: {', '.join(sorted(names))}")
+        raise MsdetrError(f"{where}: unknown key '{key}'; valid keys here: {', '.join(sorted(names | units))}")
     kwargs = {}
     for name, value in data.items():
-        key = f"{path}.{name}" if path else name
-        kwargs[name] = _convert(hints[name], value, where, key)
+        if name in names:
+            key = f"{path}.{name}" if path else name
+            kwargs[name] = _convert(hints[name], value, where, key)
+    for field_name, tp in flat.items():
+        kwargs[field_name] = tp.from_flat({k: v for k, v in data.items() if k in tp.names()}, where, path, _convert)
     return cls(**kwargs)
 
 

@@ -211,14 +211,18 @@ def _check_key_path(parts: list[str], where: str) -> Any:
         if not (per_stream or (isinstance(cls, type) and is_dataclass(cls))):
             prefix = ".".join(parts[:depth])
             raise MsdetrError(f"{where}: '{prefix}' has no sub-keys; set it as a whole")
-        names = cls.names() if per_stream else [f.name for f in fields(cls)]
+        hints = {} if per_stream else get_type_hints(cls)
+        own = [] if per_stream else [f.name for f in fields(cls)]
+        flat = [hints[name] for name in own if getattr(hints[name], "flat", False)]
+        units = {name: tp for tp in flat for name in tp.names()}  # method units' sections
+        names = cls.names() if per_stream else [n for n in own if not getattr(hints[n], "flat", False)] + list(units)
         if part not in names:
             prefix = ".".join(parts[:depth])
             raise MsdetrError(
                 f"{where}: unknown key '{'.'.join(parts[: depth + 1])}'; valid keys "
                 f"{'under ' + repr(prefix) if prefix else 'at the top'}: {', '.join(names)}"
             )
-        cls = cls.value_type if per_stream else get_type_hints(cls)[part]
+        cls = cls.value_type if per_stream else units[part].section_type(part) if part in units else hints[part]
     return cls
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from msdetr.config.unit_sections import ModelSections, WithUnitSections
+
 # Where the one-to-many stream is tapped inside a decoder layer (paper Fig. 4):
 #   a: SA -> CA -> FFN, tap after the FFN (both streams are the same tensor)
 #   b: CA -> SA -> FFN, tap after the FFN (both streams are the same tensor)
@@ -149,7 +151,7 @@ class MaskHeadConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(WithUnitSections):
     """Deformable-DETR family detector.
 
     two_stage: queries from the top-k encoder proposals (Deformable DETR two-stage).
@@ -195,3 +197,5 @@ class ModelConfig:
     denoising: DenoisingConfig = field(default_factory=DenoisingConfig)
     dac: DacConfig = field(default_factory=DacConfig)
     mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)
+    # registered method units' own sections (`model.<unit>`, `config.unit_sections`)
+    units: ModelSections = field(default_factory=ModelSections, repr=False)

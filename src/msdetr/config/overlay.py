@@ -25,14 +25,17 @@ class Overlay:
     apply: (config so far, where) -> the values to set. label: for the variant's description.
     rank: overlays apply in increasing rank whatever the order written. aliases: other spellings.
     excludes: method name -> why the two cannot go together (completes "methods 'a' and 'b' ...").
+    pins: dotted keys (e.g. "supervision.loss_weights.encoder") whose values this overlay sets and
+        the overlays applied after it leave as they are (a `--set` still wins).
     """
 
     name: str
     apply: OverlayFunction
     label: str
-    rank: int
+    rank: float
     aliases: tuple[str, ...] = ()
     excludes: tuple[tuple[str, str], ...] = ()
+    pins: tuple[str, ...] = ()
 
 
 def stream_weights(cfg: Config, stream: str, boxes_only: bool = True) -> dict[str, float]:

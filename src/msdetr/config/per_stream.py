@@ -8,6 +8,7 @@ unknown key; `dataclass_io` reads and writes these sections through `from_config
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -15,7 +16,26 @@ from msdetr.errors import MsdetrError
 from msdetr.methods.streams import StreamSpec, declared
 
 
-class PerStream:
+class NamedValues:
+    """Values by name with declared defaults (`as_dict`: every name, defaults included), kept in
+    `_values` (the names set); equal, printed and deep-copied by value."""
+
+    _values: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+
+    def __deepcopy__(self, memo: dict) -> NamedValues:
+        return type(self)(**copy.deepcopy(self._values, memo))
+
+
+class PerStream(NamedValues):
     """One value per declared stream, read and set as attributes (`weights.hybrid`)."""
 
     # the value of a stream nobody set, from its declaration
@@ -53,16 +73,6 @@ class PerStream:
         """Every declared stream -> its value (defaults included)."""
         return {name: getattr(self, name) for name in self.names()}
 
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.as_dict() == other.as_dict()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
-
-    def __deepcopy__(self, memo: dict) -> PerStream:
-        import copy
-
-        return type(self)(**copy.deepcopy(self._values, memo))
 
     # --- dataclass_io ---------------------------------------------------------------------------
 

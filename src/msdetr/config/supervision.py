@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from msdetr.config.per_stream import PerStream
+from msdetr.config.unit_sections import SupervisionSections, WithUnitSections
 from msdetr.errors import MsdetrError
 from msdetr.methods.streams import StreamSpec
 
@@ -216,7 +217,7 @@ class DacSupervisionConfig(TopKOptions):
 
 
 @dataclass
-class SupervisionConfig:
+class SupervisionConfig(WithUnitSections):
     """How the detector is supervised during training.
 
     strategy: "one_to_one" (DETR: Hungarian on every decoder layer) or "mixed"
@@ -253,6 +254,8 @@ class SupervisionConfig:
     many_to_one: ManyToOneConfig = field(default_factory=ManyToOneConfig)
     dac: DacSupervisionConfig = field(default_factory=DacSupervisionConfig)
     iou_epsilon: float = 0.0
+    # registered method units' own sections (`supervision.<unit>`, `config.unit_sections`)
+    units: SupervisionSections = field(default_factory=SupervisionSections, repr=False)
 
     def validate(self) -> None:
         """Raise `MsdetrError` naming the first invalid value."""

@@ -75,7 +75,7 @@ def group_tasks(tasks: list[SupervisionTask], extra_keys: list[tuple] | None = N
     for index, task in enumerate(tasks):
         extra = () if extra_keys is None else extra_keys[index]
         key = (id(task.targets), *_layout(task.predictions), task.normalizer_scale, task.clamp_after_scale,
-               task.rank_tau, *extra)
+               task.rank_tau, task.rank_weights_l1, *extra)
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 
@@ -247,6 +247,7 @@ def group_losses(
     iou_epsilon: float = 0.0,
     rank_tau: float | None = None,
     quality_alpha: float = 0.25,
+    rank_weights_l1: bool = True,
 ) -> GroupLosses:
     """Losses of T tasks sharing their targets list.
 
@@ -257,13 +258,14 @@ def group_losses(
     `dense_group_losses` by default (the criterion passes its compiled version, if any).
     iou_epsilon: added to the IoU's / GIoU's union and enclosing area (`supervision.iou_epsilon`).
     rank_tau: prime-sample weighting of the pairs (None: every pair weighs 1); quality_alpha:
-    the exponent of the pair quality (`losses.iou_aware.pair_quality`).
+    the exponent of the pair quality (`losses.iou_aware.pair_quality`); rank_weights_l1: the
+    pair weights also scale the L1 term (else only GIoU and the class target).
     """
     dense = dense_group_losses if dense is None else dense
     return GroupLosses(*dense(
         logits, boxes, pairs.row, pairs.task, pairs.query, pairs.target, pairs.boxes, pairs.labels,
         pairs.image_counts, pairs.pair_counts, num_targets, weights, classification, log_class_error,
-        iou_epsilon, rank_tau, quality_alpha,
+        iou_epsilon, rank_tau, quality_alpha, rank_weights_l1,
     ))
 
 
@@ -271,7 +273,7 @@ def dense_group_losses(
     logits: Tensor, boxes: Tensor, row: Tensor, task: Tensor, query: Tensor, target: Tensor, all_boxes: Tensor,
     all_labels: Tensor, image_counts: Tensor, pair_counts: Tensor, num_targets: Tensor, weights: Tensor,
     classification: ClassificationTerm, log_class_error: bool, iou_epsilon: float = 0.0,
-    rank_tau: float | None = None, quality_alpha: float = 0.25,
+    rank_tau: float | None = None, quality_alpha: float = 0.25, rank_weights_l1: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The tensor arithmetic of `group_losses` (no host code: `torch.compile` can take it whole).
 
@@ -295,7 +297,8 @@ def dense_group_losses(
     if rank_tau is not None:  # pairs ranked within their (row, target)
         num_keys = num_rows * all_labels.shape[0]
         weight = prime_sample_weights(quality, row * all_labels.shape[0] + target, num_keys, rank_tau)
-        per_pair = per_pair * weight[:, None]
+        pair_weight = weight[:, None] if rank_weights_l1 else torch.stack([torch.ones_like(weight), weight], 1)
+        per_pair = per_pair * pair_weight  # (P, 2): L1 weighted or not, GIoU weighted
     class_targets = ClassTargets(row, query, target_labels, quality, weight)
     cls = classification(flat_logits, class_targets).view(num_tasks, -1).sum(dim=1)
     box_terms = per_pair.new_zeros(num_tasks, 2).index_add_(0, task, per_pair)

@@ -189,7 +189,7 @@ class Criterion(nn.Module):
         losses = group_losses(
             logits, boxes, pairs, normalizer, weights, self._terms[term_name_of_cls], any(flagged),
             dense=self.dense_losses, iou_epsilon=self.iou_epsilon, rank_tau=first.rank_tau,
-            quality_alpha=self.iou_aware.alpha,
+            quality_alpha=self.iou_aware.alpha, rank_weights_l1=first.rank_weights_l1,
         )
         terms, total = losses.terms, losses.total
         if extra_terms:  # mask head: the mask and dice rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from msdetr.methods.contracts import ENCODER, ONE_TO_ONE
 from msdetr.methods.unit import MethodUnit, StreamSpec, SupervisionTools
-from msdetr.supervision.encoder import EncoderAssigner, EncoderSupervision
+from msdetr.supervision.encoder import EncoderSupervision
 from msdetr.supervision.one_to_one import OneToOneSupervision
 
 
@@ -16,12 +16,7 @@ def one_to_one(tools: SupervisionTools, primary):
 
 def encoder(tools: SupervisionTools) -> EncoderSupervision:
     """Encoder proposal supervision (tasks only when the output has proposals)."""
-    config, costs = tools.config, tools.config.matcher
-    return EncoderSupervision(EncoderAssigner(
-        cost_bbox=costs.bbox, cost_giou=costs.giou, match_on_anchors=config.encoder_match_on_anchors,
-        cost_class=costs.cls if config.encoder_class_cost else 0.0,
-        focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma, iou_epsilon=config.iou_epsilon,
-    ))
+    return EncoderSupervision(tools.encoder_assigner())
 
 
 UNIT = MethodUnit("detr", streams=(StreamSpec(ONE_TO_ONE),), primary=one_to_one)

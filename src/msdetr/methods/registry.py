@@ -9,14 +9,14 @@ from __future__ import annotations
 from torch import nn
 
 from msdetr.config.overlay import Overlay
-from msdetr.methods import align, dab, dac, denoising, detr, group, hybrid, mask, ms_detr, pp
+from msdetr.methods import align, dab, dac, denoising, detr, group, hybrid, mask, mr_detr, ms_detr, pp
+from msdetr.methods.sections import declare_section, forget_section
 from msdetr.methods.streams import StreamSpec, declare, declared, forget
 from msdetr.methods.unit import MethodUnit
 
 # primary strategies compose in this order (Align replaces DETR's, MS-DETR then Group DETR wrap it);
 # the other strategies follow, in this order
-_UNITS: list[MethodUnit] = [detr.UNIT, align.UNIT, ms_detr.UNIT, hybrid.UNIT, group.UNIT, detr.ENCODER_UNIT,
-                            denoising.UNIT, dac.UNIT, pp.UNIT, dab.UNIT, mask.UNIT]
+_UNITS: list[MethodUnit] = []
 
 
 def register(unit: MethodUnit) -> MethodUnit:
@@ -26,6 +26,9 @@ def register(unit: MethodUnit) -> MethodUnit:
     _UNITS.append(unit)
     for spec in unit.streams:
         declare(spec)
+    for owner, section in (("model", unit.model_section), ("supervision", unit.supervision_section)):
+        if section is not None:
+            declare_section(owner, unit.name, section)
     return unit
 
 
@@ -34,7 +37,14 @@ def unregister(name: str) -> None:
     for unit in [unit for unit in _UNITS if unit.name == name]:
         for spec in unit.streams:
             forget(spec.name)
+        for owner in ("model", "supervision"):
+            forget_section(owner, unit.name)
     _UNITS[:] = [unit for unit in _UNITS if unit.name != name]
+
+
+for _unit in (detr.UNIT, align.UNIT, ms_detr.UNIT, hybrid.UNIT, group.UNIT, detr.ENCODER_UNIT, denoising.UNIT,
+              dac.UNIT, mr_detr.UNIT, pp.UNIT, dab.UNIT, mask.UNIT):
+    register(_unit)
 
 
 def registered() -> list[MethodUnit]:

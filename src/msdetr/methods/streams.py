@@ -2,10 +2,11 @@
 (`one_to_one.layer2.cls`). The built-in streams are declared here; a method unit declares the
 streams it adds (`StreamSpec`, by `msdetr.methods.registry.register`), and the per-stream config
 sections (`supervision.loss_weights.<stream>`, `supervision.classification_loss.<stream>`) accept
-every declared stream. Imports nothing of the package, so the config may read it."""
+every declared stream. Imports nothing of the package at import time, so the config may read it."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 ONE_TO_ONE = "one_to_one"
@@ -44,5 +45,6 @@ def forget(name: str) -> None:
 
 
 def declared() -> dict[str, StreamSpec]:
-    """Every known stream by name, built-in ones first."""
+    """Every known stream by name, built-in ones first (the built-in units' streams included)."""
+    importlib.import_module("msdetr.methods.registry")  # registers the built-in units (once)
     return dict(_DECLARED)

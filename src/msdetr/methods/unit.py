@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from msdetr.config.schema import Config
     from msdetr.config.supervision import SupervisionConfig
     from msdetr.supervision.base import SupervisionStrategy
+    from msdetr.supervision.encoder import EncoderAssigner
     from msdetr.supervision.hungarian import HungarianAssigner
     from msdetr.supervision.topk import TopKAssigner
 
@@ -46,6 +47,18 @@ class SupervisionTools:
     generator: torch.Generator | None
     with_masks: bool
     hungarian: HungarianAssigner
+
+    def encoder_assigner(self) -> EncoderAssigner:
+        """The encoder-proposal matcher of the config (costs, anchors or refined boxes, class cost,
+        IoU epsilon); units with a proposal set of their own match it the same way."""
+        from msdetr.supervision.encoder import EncoderAssigner
+
+        config, costs = self.config, self.config.matcher
+        return EncoderAssigner(
+            cost_bbox=costs.bbox, cost_giou=costs.giou, match_on_anchors=config.encoder_match_on_anchors,
+            cost_class=costs.cls if config.encoder_class_cost else 0.0,
+            focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma, iou_epsilon=config.iou_epsilon,
+        )
 
     def top_k(self, options: Any) -> TopKAssigner:
         """The top-K assigner from any options record with k, threshold, class_weight, iou_weight,
@@ -69,6 +82,8 @@ class MethodUnit:
     strategy: tools -> one more strategy, or None.
     overlays: the method as config overlays (`BASE+name`, `config.overlay.Overlay`).
     checks:   config -> the problems of its options (`config.problem.Problem`), at load time.
+    model_section / supervision_section: dataclasses of its own config sections, `model.<name>` /
+              `supervision.<name>` (`config.unit_sections`; read as `cfg.model.<name>`).
     """
 
     name: str
@@ -79,3 +94,5 @@ class MethodUnit:
     strategy: Callable[[SupervisionTools], SupervisionStrategy | None] | None = None
     overlays: tuple[Overlay, ...] = ()
     checks: Callable[[Config], list[Problem]] | None = None
+    model_section: type | None = None
+    supervision_section: type | None = None

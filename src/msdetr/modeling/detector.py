@@ -15,6 +15,7 @@ from msdetr.methods.contracts import ONE_TO_MANY, ONE_TO_ONE, QueryContext
 from msdetr.methods.registry import build_branches, build_query_group_providers
 from msdetr.modeling.anchor_queries import AnchorQueries
 from msdetr.modeling.backbone import Backbone
+from msdetr.modeling.branches import BranchContext, BranchOutput
 from msdetr.modeling.decoder import DecoderMemory, DecoderQueries, DeformableDecoder
 from msdetr.modeling.decoder_layers import DecoderLayer, MixedSupervisionDecoderLayer
 from msdetr.modeling.encoder import DeformableEncoder
@@ -68,6 +69,8 @@ class DeformableDETR(nn.Module):
         self.heads = PredictionHeads(d, cfg.num_classes, cfg.dec_layers, refine=cfg.with_box_refine,
                                      two_stage=cfg.two_stage, one_to_many=ms.enabled,
                                      share_class=ms.share_class_head, share_box=ms.share_box_head)
+        for branch in self.branches:  # a branch may start heads of its own from the detector's
+            branch.init_from_heads(self.heads)
         # instance masks (Mask-Deformable-DETR); None for box-only detectors
         # (on the first feature level the neck keeps: its stride is that backbone level's)
         level0_stride = self.backbone.strides[-self.neck.num_backbone_levels]
@@ -115,6 +118,8 @@ class DeformableDETR(nn.Module):
                            tap_queries=queries.slices[ONE_TO_ONE].stop if groups else None,
                            query_position=self.queries.position if isinstance(self.queries, AnchorQueries) else None)
         predictions, one_to_many = self.heads.predict_streams(dec)  # all layers, both streams at once
+        for branch in [] if all_streams else self.branches:  # the branches' inference hooks (identity by default)
+            predictions = branch.at_inference(predictions)
         pixel_embed = None
         if self.mask_head is not None:
             pixel_embed = self.mask_head.pixel_embedding(memory.memory, memory.spatial_shapes)
@@ -126,10 +131,16 @@ class DeformableDETR(nn.Module):
                 one_to_many.masks = self.mask_head(dec.hidden_o2m, pixel_embed)
             streams[ONE_TO_MANY] = _query_range(one_to_many, queries.slices[ONE_TO_ONE])
         primary = DecoderQueries(init.tgt, init.query_pos, init.reference_points)
+        context, encoders = BranchContext(source=self.queries, groups=groups), {}
         for branch in self.branches if all_streams else []:
-            streams[branch.name] = branch(self.decoder, self.heads, primary, memory)
+            made = branch(self.decoder, self.heads, primary, memory, context)
+            if isinstance(made, BranchOutput):  # several streams and proposal sets
+                streams.update(made.streams)
+                encoders.update(made.encoders)
+            else:
+                streams[branch.name] = made
         return DetectorOutput(streams=streams, encoder=init.encoder,
-                              query_meta={group.name: group.meta for group in groups})
+                              query_meta={group.name: group.meta for group in groups}, encoders=encoders)
 
     def _encode(self, images: Tensor, pixel_mask: Tensor) -> DecoderMemory:
         """Backbone, neck and encoder: the flattened multi-scale memory (B, S, D) and its layout."""

@@ -94,6 +94,8 @@ class DetectorOutput:
              aid only); while training, one stream per extra query group, named after
              it (`hybrid`, `group`, `denoising`; see `modeling.query_groups`).
     encoder: two-stage proposals, or None.
+    encoders: further named proposal sets (B, S, ...) of the decoder branches (`modeling.branches.BranchOutput`),
+             supervised by their method's strategy.
     query_meta: per extra query group, the typed record its provider made for its strategy
                 (`msdetr.methods.contracts`).
     """
@@ -101,6 +103,7 @@ class DetectorOutput:
     streams: dict[str, StreamPredictions] = field(default_factory=dict)
     encoder: EncoderPredictions | None = None
     query_meta: dict[str, Any] = field(default_factory=dict)
+    encoders: dict[str, EncoderPredictions] = field(default_factory=dict)
 
     @property
     def logits(self) -> Tensor:

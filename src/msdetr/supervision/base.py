@@ -129,6 +129,8 @@ class SupervisionTask:
         normalizer_scale (the two differ only for a batch with fewer than one target per rank):
         DAC-DETR's branch and H-DETR's one-to-many branch count their scaled targets, then
         clamp; DN-DETR / DINO denoising clamp N first (`losses.normalization.task_normalizer`).
+    rank_weights_l1: the prime-sample weights (`rank_tau`) also scale the L1 term (Align-DETR,
+        DAC-DETR); False: only the classification target and the GIoU term (Mr. DETR's Align release).
     """
 
     stream: str
@@ -140,6 +142,7 @@ class SupervisionTask:
     rank_tau: float | None = None
     normalizer_scale: float = 1.0
     clamp_after_scale: bool = False
+    rank_weights_l1: bool = True
 
     @property
     def name(self) -> str:

@@ -40,19 +40,23 @@ class EncoderAssigner:
 
 
 class EncoderSupervision:
-    """Supervises the two-stage encoder proposals when the detector produced them."""
+    """Supervises the two-stage encoder proposals when the detector produced them.
 
-    def __init__(self, assigner: EncoderAssigner) -> None:
+    stream: `encoder` (the primary proposals, `DetectorOutput.encoder`) or the name of a further
+    proposal set of a decoder branch (`DetectorOutput.encoders[stream]`)."""
+
+    def __init__(self, assigner: EncoderAssigner, stream: str = ENCODER) -> None:
         self.assigner = assigner
+        self.stream = stream
 
     def plan(self, output: DetectorOutput, targets: Targets) -> list[SupervisionTask]:
-        encoder = output.encoder
+        encoder = output.encoder if self.stream == ENCODER else output.encoders.get(self.stream)
         if encoder is None:
             return []
         agnostic = class_agnostic(targets)
         return [
             SupervisionTask(
-                stream=ENCODER,
+                stream=self.stream,
                 layer=None,
                 predictions=LayerPredictions(logits=encoder.logits, boxes=encoder.boxes),
                 targets=agnostic,

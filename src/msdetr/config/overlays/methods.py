@@ -52,6 +52,7 @@ from msdetr.methods.registry import overlays
 _ORDERED: list[Overlay] = overlays()
 METHODS: dict[str, tuple[OverlayFunction, str]] = {o.name: (o.apply, o.label) for o in _ORDERED}
 METHOD_ORDER = tuple(METHODS)
+PINS: dict[str, tuple[str, ...]] = {o.name: o.pins for o in _ORDERED}  # keys later overlays leave alone
 # Pairs that cannot go together (the reason completes "methods 'a' and 'b' ...").
 EXCLUSIVE = {(o.name, other): reason for o in _ORDERED for other, reason in o.excludes}
 ALIASES = {alias: o.name for o in _ORDERED for alias in o.aliases}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from msdetr.config.dataclass_io import from_dict
-from msdetr.config.overlays.methods import ALIASES, EXCLUSIVE, METHOD_ORDER, METHODS
+from msdetr.config.overlays.methods import ALIASES, EXCLUSIVE, METHOD_ORDER, METHODS, PINS
 from msdetr.config.schema import Config
 from msdetr.errors import MsdetrError
 
@@ -58,10 +58,13 @@ def apply_overlays(spec: str, base: dict[str, Any], overrides: list[dict[str, An
     for override in overrides:
         merged = deep_merge(merged, override)
     descriptions = []
+    pinned: dict[str, Any] = {}  # values of earlier overlays' pinned keys (`Overlay.pins`)
     for method in methods:
         overlay, label = METHODS[method]
         current = from_dict(Config, merged, where=spec)
-        merged = deep_merge(merged, overlay(current, spec))
+        merged = deep_merge(deep_merge(merged, overlay(current, spec)), pinned)
+        for key in PINS[method]:
+            pinned = deep_merge(pinned, _nested(key, _lookup(merged, key)))
         descriptions.append(label)
     merged["name"] = canonical_name(spec)
     base_description = str(merged.get("description", "")).strip()
@@ -69,6 +72,19 @@ def apply_overlays(spec: str, base: dict[str, Any], overrides: list[dict[str, An
     for override in overrides:
         merged = deep_merge(merged, override)
     return merged
+
+
+def _lookup(data: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    """`a.b.c`, v -> {a: {b: {c: v}}}."""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
