@@ -54,6 +54,7 @@ def test_mask_checkpoint_on_box_only_data_gives_box_metrics(mask_checkpoint, cap
     assert "eval" in stderr and "2/2" in stderr  # the progress bar over the 2 validation images
 
 
+@pytest.mark.slow
 def test_partly_segmented_ground_truth_says_how_many_objects_lack_one(mask_checkpoint, capsys):
     tmp = mask_checkpoint
     data = json.loads((tmp / "synthetic" / "annotations" / "instances_val.json").read_text())

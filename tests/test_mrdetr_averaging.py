@@ -14,6 +14,7 @@ from msdetr.model_io import load_model_file
 from test_predict_support import random_checkpoint
 
 
+@pytest.mark.slow
 def test_average_is_the_weighted_sum_of_every_float_entry(tmp_path):
     paths = [random_checkpoint(tmp_path / f"{i}.pt", seed=i) for i in range(3)]
     out = tmp_path / "mean.pt"
@@ -44,6 +45,7 @@ def test_bad_weights_are_one_line_errors(weights, says):
         average_state_dicts([state, state], weights)
 
 
+@pytest.mark.slow
 def test_different_models_are_refused(tmp_path, capsys):
     a = random_checkpoint(tmp_path / "a.pt")
     b = random_checkpoint(tmp_path / "b.pt", num_queries=9)

@@ -77,6 +77,7 @@ def test_method_overlay_trains_a_step_with_its_streams(method, with_msdetr):
     assert ({"mask", "dice"} <= terms) == (method == "mask")
 
 
+@pytest.mark.slow  # each method alone and with MS-DETR stays in the fast tier (above)
 @pytest.mark.parametrize("spec", [v for v in system_variants() if v.count("+") >= 2 and "+dab+ms_detr" not in v])
 def test_the_stacked_systems_train_a_step_with_their_streams(spec):
     """The paper's systems that stack methods (H-DETR on ++, DN on DAB, Align on DINO, ...)."""

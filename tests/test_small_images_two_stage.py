@@ -154,6 +154,7 @@ def test_public_api_predicts_a_32x64_image(small_checkpoint):
     assert [d.image_size for d in both] == [(32, 64), (40, 90)] and all(len(d) > 0 for d in both)
 
 
+@pytest.mark.slow
 def test_fixed_size_onnx_export_of_a_small_input(small_checkpoint, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

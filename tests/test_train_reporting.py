@@ -120,6 +120,7 @@ def fake_evaluations(values):
     return fake
 
 
+@pytest.mark.slow
 def test_mask_model_keeps_best_pt_by_segm_map(tmp_path, monkeypatch):
     # epoch 1: better boxes, epoch 2: better masks -> a mask model keeps epoch 2
     monkeypatch.setattr(trainer_module, "evaluate", fake_evaluations([(0.5, 0.1), (0.2, 0.3)]))
