@@ -334,14 +334,11 @@ def seeded_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, Ten
 
 
 def fixture_state_dict(entry: dict, backbone_seed: int) -> dict[str, Tensor]:
-    """The reference-format state dict a fixture config was run with (twins included)."""
-    from support.references import seeded_backbone_state
+    """The reference-format state dict a fixture config was run with (twins included): the
+    shared fixture recipe with this generator's seeded transformer weights."""
+    from support import references
 
-    state = seeded_state(entry["shapes"], entry["seed"])
-    state.update(seeded_backbone_state(entry["backbone_shapes"], backbone_seed))
-    for key in entry["twins"]:
-        state[key] = state[key.removeprefix("transformer.decoder.")]
-    return state
+    return references.fixture_state_dict(entry, backbone_seed, detector_state=seeded_state)
 
 
 def prepare_weights(model: nn.Module, seed: int) -> dict:

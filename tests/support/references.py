@@ -130,9 +130,12 @@ def seeded_detector_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict
     return out
 
 
-def fixture_state_dict(entry: dict, backbone_seed: int) -> dict[str, Tensor]:
-    """The official-format state dict an H-DETR fixture config was run with (twin decoder heads included)."""
-    state = seeded_detector_state(entry["shapes"], entry["seed"])
+def fixture_state_dict(entry: dict, backbone_seed: int, detector_state=None) -> dict[str, Tensor]:
+    """The reference-format state dict a fixture config was run with (twin decoder heads included).
+
+    detector_state: (shapes, seed) -> the seeded transformer weights (default: H-DETR's recipe,
+    `seeded_detector_state`; a generator with its own recipe passes its function)."""
+    state = (detector_state or seeded_detector_state)(entry["shapes"], entry["seed"])
     state.update(seeded_backbone_state(entry["backbone_shapes"], backbone_seed))
     for key in entry["twins"]:
         state[key] = state[key.removeprefix("transformer.decoder.")]
